@@ -81,7 +81,8 @@ for suite in "${suites[@]}"; do
   # rootfs does (legacy builder: no registry, no BuildKit needed).
   printf '%s\n' "FROM $tag-rootfs" 'ENV container=docker' 'STOPSIGNAL SIGRTMIN+3' \
     'CMD ["/lib/systemd/systemd"]' "LABEL agent_sandbox.inputs=$inputs" |
-    DOCKER_BUILDKIT=0 docker build -q -t "$tag" - >/dev/null
+    DOCKER_BUILDKIT=0 docker build -q -t "$tag" - >/dev/null 2>"$work/build-$suite.log" ||
+    { cat "$work/build-$suite.log"; die "docker build $tag failed"; }
   docker rmi "$tag-rootfs" >/dev/null
   rm -rf "$root"
   echo "images: built $tag"

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Write the host's extra CA certificates: those in the host bundle that
 Debian's ca-certificates package does not ship.
 
