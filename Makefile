@@ -8,7 +8,7 @@ SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/m
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help venv lint unit sanity docker images molecule test demo demo-clean clean
+.PHONY: help venv lint docs unit sanity collection release-check docker images molecule test demo demo-clean clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -24,15 +24,27 @@ $(BIN)/.stamp: requirements.txt
 
 venv: $(BIN)/.stamp .collections/ansible_collections/agent_sandbox/native ## Create the pinned toolchain in .venv
 
-lint: venv ## yamllint and ansible-lint (production profile)
+lint: venv ## yamllint, ansible-lint (production profile), docs drift and antsibull-docs lint
 	yamllint --strict .
 	ansible-lint
+	python tests/docs/gen_docs.py --check
+	ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/.collections antsibull-docs lint-collection-docs --plugin-docs \
+	  .collections/ansible_collections/agent_sandbox/native
+
+docs: venv ## Regenerate docs/reference from argument specs and module docs
+	python tests/docs/gen_docs.py
 
 unit: venv ## pytest: modules, module_utils, the proxy addon
 	pytest -q tests/unit
 
 sanity: venv ## ansible-test sanity on a collection-layout copy
 	tests/sanity.sh
+
+collection: venv ## Build the tarball, install it, use it (ansible-doc, syntax-check)
+	tests/collection.sh
+
+release-check: ## Fail if code changed since the last tag without a version bump
+	tests/release-check.sh
 
 docker: ## Make sure a Docker engine answers (installs docker.io on Debian as root)
 	tests/ensure-docker.sh
@@ -48,8 +60,8 @@ molecule: venv images ## Run every Molecule scenario
 	  echo "== scenario $$s took $$(( $$(date +%s) - start )) s"; \
 	done
 
-test: ## Everything CI runs: lint, unit, sanity, images, molecule
-	@for t in venv lint unit sanity images molecule; do \
+test: ## Everything CI runs: lint, unit, sanity, collection, images, molecule
+	@for t in venv lint unit sanity collection release-check images molecule; do \
 	  start=$$(date +%s); \
 	  $(MAKE) --no-print-directory $$t || { echo "make test: $$t failed"; exit 1; }; \
 	  echo "== make $$t took $$(( $$(date +%s) - start )) s"; \

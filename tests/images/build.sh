@@ -7,6 +7,7 @@
 # its build inputs, so a rebuild with the same inputs is skipped in seconds.
 #
 # Usage: tests/images/build.sh [SUITE...]   (default: bookworm trixie)
+# On a host whose apt sources name no Debian archive, set AGENT_SANDBOX_DEBIAN_MIRROR.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -40,8 +41,9 @@ if ! command -v debootstrap >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
 fi
 docker info >/dev/null 2>&1 || die "no Docker engine answers (docker info failed)"
-mirror=$(debian_mirror)
-[ -n "$mirror" ] || die "no Debian archive found in /etc/apt/sources.list{,.d}"
+# AGENT_SANDBOX_DEBIAN_MIRROR overrides (e.g. on a non-Debian CI runner).
+mirror=${AGENT_SANDBOX_DEBIAN_MIRROR:-$(debian_mirror)}
+[ -n "$mirror" ] || die "no Debian archive found in /etc/apt/sources.list{,.d}; set AGENT_SANDBOX_DEBIAN_MIRROR"
 
 work=$(mktemp -d /tmp/agent-sandbox-images.XXXXXX)
 trap 'rm -rf "$work"' EXIT
