@@ -35,9 +35,11 @@ work=$(mktemp -d /tmp/agent-sandbox-sanity.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 dest="$work/ansible_collections/agent_sandbox/native"
 mkdir -p "$dest"
-# Copy what git tracks plus new, not-ignored files: exactly what a clone has.
-(cd "$repo" && git ls-files -z --cached --others --exclude-standard) | \
-  (cd "$repo" && xargs -0 cp --parents -t "$dest")
+# Copy what git tracks plus new, not-ignored files (skipping ones deleted in the
+# working tree): what a clone of the next commit has.
+(cd "$repo" && git ls-files -z --cached --others --exclude-standard --deduplicate) | \
+  (cd "$repo" && python3 -c 'import os, sys; sys.stdout.write("".join(p + "\0" for p in sys.stdin.read().split("\0") if p and os.path.lexists(p)))' | \
+    xargs -0 cp -P --parents -t "$dest")
 cd "$dest"
 git init -q . && git add -A >/dev/null
 PATH="$venv/bin:$PATH" ansible-test sanity --venv --python "${py#python}" --color no "$@"

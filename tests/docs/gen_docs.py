@@ -111,8 +111,9 @@ def module_page(path):
     if ret:
         lines += ["", "## Return values\n", "| Key | Returned | Type | Description |", "|---|---|---|---|"]
         for name in sorted(ret):
-            lines.append("| `%s` | %s | %s | %s |" % (name, cell(ret[name].get("returned")),
-                                                     ret[name].get("type", ""), cell(ret[name].get("description"))))
+            item = ret[name]
+            lines.append("| `%s` | %s | %s | %s |" % (
+                name, cell(item.get("returned")), item.get("type", ""), cell(item.get("description"))))
     lines.append("")
     return "\n".join(lines)
 

@@ -1,0 +1,200 @@
+# Copyright: (c) 2026, agent-sandbox developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Helpers for the dscl module tests: run a module's main() against the Directory Services stand-ins
+(tests/unit/fakes/dscl, dseditgroup, createhomedir), or against a scripted run_command."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from ansible.module_utils import basic
+from ansible.module_utils.testing import patch_module_args
+
+UNIT = pathlib.Path(__file__).resolve().parents[2]
+FAKES = UNIT / "fakes"
+FIXTURES = UNIT / "fixtures" / "dscl"
+TOOLS = ("dscl", "dseditgroup", "createhomedir")
+OPT_DIRS = ["/usr/bin", "/usr/sbin"]
+REAL_PATHS = {"dscl": "/usr/bin/dscl", "dseditgroup": "/usr/sbin/dseditgroup", "createhomedir": "/usr/sbin/createhomedir"}
+
+sys.path.insert(0, str(FAKES))
+import _ds_state  # noqa: E402  pylint: disable=wrong-import-position
+
+
+def guid(kind, name):
+    return _ds_state.new_record(kind, name)["GeneratedUID"][0]
+
+
+def user(name, uid, gid, **attrs):
+    record = _ds_state.new_record("users", name)
+    record.update(UniqueID=[str(uid)], PrimaryGroupID=[str(gid)], NFSHomeDirectory=["/Users/%s" % name],
+                  UserShell=["/bin/zsh"])
+    record.update({_ds_state.stored_key(key): value for key, value in attrs.items()})
+    return record
+
+
+def group(name, gid, members=(), **attrs):
+    record = _ds_state.new_record("groups", name)
+    record.update(PrimaryGroupID=[str(gid)], Password=["*"])
+    if members:
+        record["GroupMembership"] = list(members)
+        record["GroupMembers"] = [guid("users", member) for member in members]
+    record.update({_ds_state.stored_key(key): value for key, value in attrs.items()})
+    return record
+
+
+def base_directory():
+    """A small Mac: system accounts, one admin (alice), and the groups the roles create."""
+    users = {
+        "root": user("root", 0, 0, NFSHomeDirectory=["/var/root"], UserShell=["/bin/sh"]),
+        "daemon": user("daemon", 1, 1, NFSHomeDirectory=["/var/root"], UserShell=["/usr/bin/false"]),
+        "nobody": user("nobody", -2, -2, NFSHomeDirectory=["/var/empty"], UserShell=["/usr/bin/false"]),
+        "_www": user("_www", 70, 70, NFSHomeDirectory=["/Library/WebServer"], UserShell=["/usr/bin/false"]),
+        "alice": user("alice", 501, 20, RealName=["Alice Example"], Password=["********"],
+                      AuthenticationAuthority=[";ShadowHash;HASHLIST:<SALTED-SHA512-PBKDF2>", ";SecureToken;"],
+                      ShadowHashData=["62706c6973743030"]),
+    }
+    groups = {
+        "wheel": group("wheel", 0, ["root"]),
+        "daemon": group("daemon", 1, ["root"]),
+        "everyone": group("everyone", 12),
+        "staff": group("staff", 20, ["root"]),
+        "_www": group("_www", 70),
+        "admin": group("admin", 80, ["root", "alice"]),
+        "agent": group("agent", 600),
+        "agent-share": group("agent-share", 700),
+    }
+    return {"users": users, "groups": groups}
+
+
+class ModuleExit(Exception):
+    """exit_json was called; args[0] is the result."""
+
+
+class ModuleFail(Exception):
+    """fail_json was called; args[0] is the result."""
+
+
+def run_module(monkeypatch, module, args, check_mode=False, diff=False):
+    """Run module.main() with args the way Ansible hands them over; return (result, failed)."""
+
+    def exit_json(self, **kwargs):
+        kwargs.setdefault("changed", False)
+        raise ModuleExit(kwargs)
+
+    def fail_json(self, msg, **kwargs):
+        kwargs.update(msg=msg, failed=True)
+        raise ModuleFail(kwargs)
+
+    warnings = []
+    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
+    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
+    monkeypatch.setattr(basic.AnsibleModule, "warn", lambda self, warning: warnings.append(warning))
+    payload = dict(args, _ansible_check_mode=check_mode, _ansible_diff=diff)
+    with patch_module_args(payload), pytest.raises((ModuleExit, ModuleFail)) as caught:
+        module.main()
+    result = caught.value.args[0]
+    result["warnings"] = warnings
+    return result, isinstance(caught.value, ModuleFail)
+
+
+class FakeDirectory:
+    """The stand-ins in tests/unit/fakes with a state directory of their own."""
+
+    def __init__(self, monkeypatch, state_dir, directory=None):
+        self.state_dir = pathlib.Path(state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.bin_path_requests = []
+        self.write_state(directory if directory is not None else base_directory())
+        monkeypatch.setenv("DSCL_FAKE_STATE", str(self.state_dir))
+        monkeypatch.delenv("DSCL_FAKE_READONLY", raising=False)
+        # The stand-ins' shebang is `env python`: make it the interpreter running the tests.
+        monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+        fake = self
+
+        def get_bin_path(module, arg, required=False, opt_dirs=None):
+            fake.bin_path_requests.append((arg, required, opt_dirs))
+            return str(FAKES / arg) if arg in TOOLS else None
+
+        # Never the host's tools: on a Mac the real dscl would be found in /usr/bin.
+        monkeypatch.setattr(basic.AnsibleModule, "get_bin_path", get_bin_path)
+
+    def write_state(self, directory):
+        (self.state_dir / "directory.json").write_text(json.dumps(directory, indent=1, sort_keys=True))
+
+    def state(self):
+        return json.loads((self.state_dir / "directory.json").read_text())
+
+    def edit(self, change):
+        """Apply change(state) to the stored directory."""
+        state = self.state()
+        change(state)
+        self.write_state(state)
+
+    def run(self, tool, *args):
+        proc = subprocess.run([str(FAKES / tool)] + list(args), capture_output=True, text=True, check=False)
+        return proc.returncode, proc.stdout, proc.stderr
+
+    def calls(self):
+        """[(tool, argv without the program)] in order."""
+        path = self.state_dir / "calls.jsonl"
+        if not path.exists():
+            return []
+        entries = [json.loads(line) for line in path.read_text().splitlines()]
+        return [(entry["tool"], entry["argv"][1:]) for entry in entries]
+
+    def clear_calls(self):
+        path = self.state_dir / "calls.jsonl"
+        if path.exists():
+            path.unlink()
+
+    def writes(self):
+        return [call for call in self.calls() if is_write(*call)]
+
+
+def is_write(tool, argv):
+    """Whether a call to a stand-in changes the directory or the disk."""
+    if tool == "dscl":
+        command = next((arg.lstrip("-") for arg in argv if arg not in ("-plist", "-q", ".")), "")
+        return command in ("create", "append", "merge", "delete", "change", "changei", "passwd")
+    if tool == "dseditgroup":
+        return "checkmember" not in argv and "read" not in argv
+    return True
+
+
+class ScriptedRunCommand:
+    """A run_command stand-in that asserts the exact ordered argv and answers from a script.
+
+    The script is a list of (expected argv, answer): answer is (rc, stdout, stderr), or a function
+    returning one (to imitate a side effect). Binaries resolve to their macOS paths.
+    """
+
+    def __init__(self, monkeypatch, script):
+        self.script = list(script)
+        self.calls = []
+        self.environ = []
+        runner = self
+
+        def run_command(module, args, **kwargs):
+            runner.calls.append(list(args))
+            runner.environ.append(dict(module.run_command_environ_update))
+            assert runner.script, "unexpected command: %r" % (args,)
+            expected, answer = runner.script.pop(0)
+            assert list(args) == expected, "expected %r, got %r" % (expected, list(args))
+            return answer() if callable(answer) else answer
+
+        def get_bin_path(module, arg, required=False, opt_dirs=None):
+            assert required is True and opt_dirs == OPT_DIRS, (arg, required, opt_dirs)
+            return REAL_PATHS[arg]
+
+        monkeypatch.setattr(basic.AnsibleModule, "run_command", run_command)
+        monkeypatch.setattr(basic.AnsibleModule, "get_bin_path", get_bin_path)
+
+    def done(self):
+        assert not self.script, "commands never run: %r" % ([step[0] for step in self.script],)
