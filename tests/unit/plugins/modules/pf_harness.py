@@ -1,0 +1,170 @@
+# Copyright: (c) 2026, agent-sandbox developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Helpers for the pf module tests: run a module's main() and the stateful pfctl stand-in."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from ansible.module_utils import basic
+
+UNIT = pathlib.Path(__file__).resolve().parents[2]
+FAKE_PFCTL = str(UNIT / "fakes" / "pfctl")
+FIXTURES = UNIT / "fixtures" / "pfctl"
+ALTQ = "No ALTQ support in kernel\nALTQ related functions disabled\n"
+
+
+def fixture_text(name):
+    return (FIXTURES / name).read_text()
+
+
+def fixture_lines(name):
+    return [line for line in fixture_text(name).splitlines() if line.strip()]
+
+
+class ModuleExit(Exception):
+    """exit_json was called; args[0] is the result."""
+
+
+class ModuleFail(Exception):
+    """fail_json was called; args[0] is the result."""
+
+
+def run_module(monkeypatch, module, args, tmp_path, check_mode=False, diff=False):
+    """Run module.main() with args the way Ansible hands them over; return (result, failed)."""
+
+    def exit_json(self, **kwargs):
+        kwargs.setdefault("changed", False)
+        raise ModuleExit(kwargs)
+
+    def fail_json(self, msg, **kwargs):
+        kwargs.update(msg=msg, failed=True)
+        raise ModuleFail(kwargs)
+
+    warnings = []
+    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
+    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
+    monkeypatch.setattr(basic.AnsibleModule, "warn", lambda self, warning: warnings.append(warning))
+    payload = dict(args, _ansible_check_mode=check_mode, _ansible_diff=diff, _ansible_tmpdir=str(tmp_path))
+    monkeypatch.setattr(basic, "_ANSIBLE_ARGS", json.dumps({"ANSIBLE_MODULE_ARGS": payload}).encode())
+    monkeypatch.setattr(basic, "_ANSIBLE_PROFILE", "legacy")
+    with pytest.raises((ModuleExit, ModuleFail)) as caught:
+        module.main()
+    result = caught.value.args[0]
+    result["warnings"] = warnings
+    return result, isinstance(caught.value, ModuleFail)
+
+
+class FakePfctl:
+    """The stand-in at tests/unit/fakes/pfctl with its own state directory."""
+
+    def __init__(self, monkeypatch, state_dir):
+        self.path = FAKE_PFCTL
+        self.state_dir = pathlib.Path(state_dir)
+        self.bin_path_requests = []
+        monkeypatch.setenv("FAKE_PFCTL_STATE", str(self.state_dir))
+        monkeypatch.setenv("FAKE_PFCTL_USERS", "agent=501,admin=502")
+        # The stand-in's shebang is `env python`: make it the interpreter running the tests.
+        monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+
+        fake = self
+
+        def get_bin_path(module, arg, required=False, opt_dirs=None):
+            fake.bin_path_requests.append((arg, required, opt_dirs))
+            return fake.path if arg == "pfctl" else None
+
+        # Never the host's pfctl: on a Mac the real one would be found in /sbin.
+        monkeypatch.setattr(basic.AnsibleModule, "get_bin_path", get_bin_path)
+
+    def __call__(self, *args, stdin=None):
+        proc = subprocess.run([self.path] + list(args), input=stdin, capture_output=True, text=True, check=False)
+        return proc.returncode, proc.stdout, proc.stderr
+
+    def calls(self):
+        path = self.state_dir / "calls.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line)[1:] for line in path.read_text().splitlines()]
+
+    def clear_calls(self):
+        path = self.state_dir / "calls.jsonl"
+        if path.exists():
+            path.unlink()
+
+    def state(self):
+        self("-s", "info")  # make sure the state file exists
+        return json.loads((self.state_dir / "state.json").read_text())
+
+    def edit_state(self, **changes):
+        state = self.state()
+        state.update(changes)
+        (self.state_dir / "state.json").write_text(json.dumps(state))
+
+    def rulesets(self):
+        return self.state()["rulesets"]
+
+
+def writes(calls):
+    """Calls that change pf: a load (-f without -n), a flush, enable or disable."""
+    changing = []
+    for argv in calls:
+        if "-n" in argv:
+            continue
+        if any(flag in argv for flag in ("-f", "-F", "-E", "-e", "-d", "-X", "-k")):
+            changing.append(argv)
+    return changing
+
+
+class RulesFile:
+    """Stands for the temporary rules file in an expected argv; records what pfctl would read."""
+
+    def __init__(self):
+        self.seen = []
+
+    def matches(self, value):
+        if not os.path.isfile(value):
+            return False
+        self.seen.append({"path": value, "mode": stat.S_IMODE(os.stat(value).st_mode),
+                          "text": pathlib.Path(value).read_text()})
+        return True
+
+
+class ScriptedRunCommand:
+    """A run_command stand-in that asserts the exact ordered argv and answers from a script.
+
+    The script is a list of (expected argv, (rc, stdout, stderr)); a RulesFile in the expected
+    argv matches the temporary rules file.
+    """
+
+    def __init__(self, monkeypatch, script):
+        self.script = list(script)
+        self.calls = []
+        self.environ = []
+        runner = self
+
+        def run_command(module, args, **kwargs):
+            runner.calls.append(list(args))
+            runner.environ.append(dict(module.run_command_environ_update))
+            assert runner.script, "unexpected command: %r" % (args,)
+            expected, answer = runner.script.pop(0)
+            assert len(args) == len(expected), "expected %r, got %r" % (expected, args)
+            for want, got in zip(expected, args):
+                if isinstance(want, RulesFile):
+                    assert want.matches(got), "expected the rules file, got %r" % (got,)
+                else:
+                    assert want == got, "expected %r, got %r" % (expected, args)
+            return answer
+
+        monkeypatch.setattr(basic.AnsibleModule, "run_command", run_command)
+        monkeypatch.setattr(basic.AnsibleModule, "get_bin_path",
+                            lambda module, arg, required=False, opt_dirs=None: "/sbin/pfctl")
+
+    def done(self):
+        assert not self.script, "commands never run: %r" % ([step[0] for step in self.script],)
