@@ -1,0 +1,254 @@
+"""The agent user is confined (threat model promises 8, 9 and 11).
+
+Every claim about the agent is checked by acting as the agent, next to a
+control showing that the allowed path works, so a broken test host cannot
+make a refusal look like a protection.
+"""
+
+import json
+import os
+import subprocess
+
+import pytest
+
+AGENT = "agent"
+ADMIN = "admin"
+PRIVILEGED = {"sudo", "wheel", "admin", "adm", "root", "disk", "shadow", "systemd-journal", "docker", "lxd"}
+SCENARIO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _sq(text):
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+def run_as(host, user, command, stdin=None):
+    """Run `command` (a shell string) as `user`, with no tty and no login; `stdin` is one line of input."""
+    cmd = "runuser -u %s -- sh -c %s" % (user, _sq(command))
+    if stdin is not None:
+        cmd = "printf '%%s\\n' %s | %s" % (_sq(stdin), cmd)
+    return host.run(cmd)
+
+
+def agent_uid(host):
+    return host.user(AGENT).uid
+
+
+# Promise 8: the account itself.
+
+def test_agent_has_a_locked_password_a_login_shell_and_its_own_group(host):
+    agent = host.user(AGENT)
+    assert agent.exists
+    assert agent.shell == "/bin/bash"
+    assert agent.group == AGENT
+    assert host.run("passwd -S %s" % AGENT).stdout.split()[1] == "L"
+    assert host.user(ADMIN).password.startswith("$6$")  # control: the admin's is a real hash
+
+
+def test_agent_home_is_private(host):
+    home = host.file("/home/%s" % AGENT)
+    assert home.user == AGENT
+    assert home.mode == 0o700
+
+
+def test_agent_is_in_no_privileged_group(host):
+    groups = set(run_as(host, AGENT, "id -Gn").stdout.split())
+    assert groups == {AGENT}
+    assert not groups & PRIVILEGED
+    # Control: prepare put the agent in adm, and adm is still there for others.
+    assert host.group("adm").exists
+    assert AGENT not in host.run("getent group adm").stdout.strip().split(":")[-1].split(",")
+
+
+def test_agent_has_no_sudo_rights(host):
+    refused = run_as(host, AGENT, "sudo -n true")
+    assert refused.rc != 0
+    assert run_as(host, AGENT, "sudo -n -l").rc != 0
+    # Control: sudo works on this host, for the admin towards the agent.
+    assert run_as(host, ADMIN, "sudo -n -u %s true" % AGENT).rc == 0
+
+
+def test_admin_can_become_the_agent_and_nothing_else_through_the_role(host):
+    assert run_as(host, ADMIN, "sudo -n -u %s id -un" % AGENT).stdout.strip() == AGENT
+    # The drop-in grants nothing towards root or another user (the admin here has no other rule).
+    assert run_as(host, ADMIN, "sudo -n true").rc != 0
+    assert run_as(host, ADMIN, "sudo -n -u bystander true").rc != 0
+
+
+def test_sudoers_drop_in_is_valid_and_root_owned(host):
+    f = host.file("/etc/sudoers.d/agent-sandbox")
+    assert f.user == "root"
+    assert f.mode == 0o440
+    assert host.run("visudo -c").rc == 0
+    assert "use_pty" in f.content_string
+    assert f.content_string.count("NOPASSWD") == 1
+
+
+def test_agent_cannot_become_the_admin(host):
+    assert run_as(host, AGENT, "sudo -n -u %s true" % ADMIN).rc != 0
+    wrong = run_as(host, AGENT, "su %s -c 'id -un'" % ADMIN, stdin="not-the-password")
+    assert wrong.rc != 0
+    assert ADMIN not in wrong.stdout
+    empty = run_as(host, AGENT, "su %s -c 'id -un' </dev/null" % ADMIN)
+    assert empty.rc != 0
+    # Control: su itself works from the agent when the password is known,
+    # so the refusals above are about the password, not a broken su.
+    right = run_as(host, AGENT, "su %s -c 'id -un'" % ADMIN, stdin="admin-test-password")
+    assert right.stdout.strip() == ADMIN
+
+
+def test_nobody_can_log_in_as_the_agent_with_a_password(host):
+    # The agent's own password is locked: even an empty or guessed one fails.
+    for guess in ("", AGENT):
+        assert run_as(host, ADMIN, "su %s -c true" % AGENT, stdin=guess).rc != 0
+
+
+# Promise 9: other homes.
+
+def test_agent_cannot_read_the_admins_files(host):
+    assert run_as(host, AGENT, "cat /home/%s/secret.txt" % ADMIN).rc != 0
+    assert run_as(host, AGENT, "ls /home/%s" % ADMIN).rc != 0
+    # Control: the admin still can.
+    assert run_as(host, ADMIN, "cat /home/%s/secret.txt" % ADMIN).stdout == "only for the admin\n"
+    assert host.file("/home/%s" % ADMIN).mode & 0o007 == 0
+
+
+def test_agent_cannot_read_other_human_homes(host):
+    # sandbox_user_protect_all_homes is on in this scenario.
+    assert run_as(host, AGENT, "cat /home/bystander/notes.txt").rc != 0
+    assert run_as(host, "bystander", "cat /home/bystander/notes.txt").rc == 0
+
+
+# Promise 11: no work that outlives the session.
+
+def test_agent_cannot_use_crontab(host):
+    listed = run_as(host, AGENT, "crontab -l")
+    assert listed.rc != 0
+    assert "not allowed" in listed.stderr
+    installed = run_as(host, AGENT, "crontab -", stdin="* * * * * touch /tmp/agent-was-here")
+    assert installed.rc != 0
+    assert "not allowed" in installed.stderr
+    assert not host.file("/var/spool/cron/crontabs/%s" % AGENT).exists
+
+
+def test_admin_can_use_crontab(host):
+    assert run_as(host, ADMIN, "crontab -", stdin="# agent-sandbox control").rc == 0
+    try:
+        assert run_as(host, ADMIN, "crontab -l").stdout.strip() == "# agent-sandbox control"
+    finally:
+        run_as(host, ADMIN, "crontab -r")
+
+
+def test_agent_cannot_use_at(host):
+    refused = run_as(host, AGENT, "at now + 1 hour", stdin="touch /tmp/agent-was-here")
+    assert refused.rc != 0
+    assert "permission" in refused.stderr
+    # Control: the admin can queue a job (removed right away).
+    queued = run_as(host, ADMIN, "at now + 1 hour", stdin="true")
+    assert queued.rc == 0, queued.stderr
+    run_as(host, ADMIN, "atq | cut -f1 | xargs -r atrm")
+
+
+def test_agent_does_not_linger(host):
+    assert not host.file("/var/lib/systemd/linger/%s" % AGENT).exists
+
+
+# The agent's environment.
+
+EXPECTED_ENV = {
+    "HTTP_PROXY": "http://127.0.0.1:8080",
+    "HTTPS_PROXY": "http://127.0.0.1:8080",
+    "http_proxy": "http://127.0.0.1:8080",
+    "https_proxy": "http://127.0.0.1:8080",
+    "SSL_CERT_FILE": "/etc/agent-sandbox/ca-bundle.pem",
+    "REQUESTS_CA_BUNDLE": "/etc/agent-sandbox/ca-bundle.pem",
+    "CURL_CA_BUNDLE": "/etc/agent-sandbox/ca-bundle.pem",
+    "NODE_EXTRA_CA_CERTS": "/etc/agent-sandbox/ca-bundle.pem",
+    "GIT_SSL_CAINFO": "/etc/agent-sandbox/ca-bundle.pem",
+    "PIP_CERT": "/etc/agent-sandbox/ca-bundle.pem",
+    "GITHUB_TOKEN": "agent-sandbox-placeholder-github",
+}
+
+
+def login_env(text):
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+def test_login_shell_has_proxy_and_ca_variables(host):
+    env = login_env(host.run("sudo -u %s -i env" % AGENT).stdout)
+    for name, value in EXPECTED_ENV.items():
+        assert env.get(name) == value, name
+    assert "NO_PROXY" not in env and "no_proxy" not in env
+    assert env["PATH"].split(":")[0] == "/nix/var/nix/profiles/agent-sandbox/bin"
+    # Control: the admin's login shell has none of it.
+    assert "HTTPS_PROXY" not in login_env(host.run("sudo -u %s -i env" % ADMIN).stdout)
+
+
+def test_bash_zsh_and_fish_config_is_in_place(host):
+    home = "/home/%s" % AGENT
+    env_sh = "%s/.config/agent-sandbox/env.sh" % home
+    for name in (".profile", ".bashrc", ".zshenv", ".zprofile"):
+        f = host.file("%s/%s" % (home, name))
+        assert f.user == AGENT
+        assert env_sh in f.content_string, name
+    fish = host.file("%s/.config/fish/conf.d/agent-sandbox.fish" % home).content_string
+    assert "set -gx HTTPS_PROXY 'http://127.0.0.1:8080'" in fish
+    assert host.run("sh -n %s" % env_sh).rc == 0
+    # The user's own template folder was rendered, .j2 dropped.
+    assert 'proxy = "http://127.0.0.1:8080"' in host.file("%s/.config/tool/settings.toml" % home).content_string
+
+
+def test_umask_and_git_settings(host):
+    assert run_as(host, ADMIN, "agent-run sh -c umask").stdout.strip() == "0007"
+    git = run_as(host, ADMIN, "agent-run git config --get-regexp '^(user|url)\\.'").stdout.splitlines()
+    assert "user.email agent@agent-sandbox.invalid" in git
+    assert "url.https://github.com/.insteadof git@github.com:" in git
+    assert "url.https://github.com/.insteadof ssh://git@github.com/" in git
+
+
+# agent-run.
+
+def test_agent_run_runs_as_the_agent(host):
+    out = run_as(host, ADMIN, "agent-run id -u")
+    assert out.rc == 0, out.stderr
+    assert out.stdout.strip() == str(agent_uid(host))
+    # Control: without agent-run the admin is the admin.
+    assert run_as(host, ADMIN, "id -u").stdout.strip() == str(host.user(ADMIN).uid)
+
+
+def test_agent_run_starts_in_the_workspace_with_arguments_unchanged(host):
+    assert run_as(host, ADMIN, "agent-run pwd").stdout.strip() == "/srv/agent-workspace"
+    out = run_as(host, ADMIN, "agent-run printf '[%s]' '$HOME' 'a b' '*'")
+    assert out.stdout == "[$HOME][a b][*]"
+
+
+def test_agent_run_without_arguments_is_a_login_shell(host):
+    out = run_as(host, ADMIN, "agent-run", stdin="echo \"$HTTPS_PROXY $(id -un) $(pwd)\"")
+    assert out.stdout.strip() == "http://127.0.0.1:8080 %s /srv/agent-workspace" % AGENT
+
+
+# Bad input stops in validation, before anything changes.
+
+BAD_INPUT = [
+    ({"sandbox_user_name": "root"}, "The agent must not be root"),
+    ({"sandbox_user_name": ADMIN}, "The agent must not be the admin"),
+    ({"sandbox_user_name": "Bad Name"}, "A user name must match"),
+    ({"sandbox_user_name": "agent2", "sandbox_user_uid": "ADMIN_UID"}, "belongs to 'admin'"),
+]
+
+
+@pytest.mark.parametrize("extra_vars,message", BAD_INPUT, ids=[c[1] for c in BAD_INPUT])
+def test_bad_input_stops_in_validation(host, extra_vars, message):
+    extra_vars = {k: (host.user(ADMIN).uid if v == "ADMIN_UID" else v) for k, v in extra_vars.items()}
+    watched = "/etc/sudoers.d/agent-sandbox /etc/passwd /etc/group /etc/cron.deny"
+    before = host.run("sha256sum %s" % watched).stdout
+    result = subprocess.run(
+        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "--limit", host.backend.get_hostname(),
+         "-e", json.dumps(extra_vars), os.path.join(SCENARIO, "bad_input.yml")],
+        capture_output=True, text=True, check=False, env=dict(os.environ, ANSIBLE_NOCOLOR="1"),
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out
+    assert message in out, out
+    assert "Check each agent's name and uid" in out, out
+    assert host.run("sha256sum %s" % watched).stdout == before
+    assert not host.user("agent2").exists
