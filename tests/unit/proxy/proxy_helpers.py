@@ -1,0 +1,208 @@
+"""Helpers for the proxy policy addon tests: load the module from the role, build flows, drive hooks."""
+import asyncio
+import gzip
+import importlib.util
+import json
+import os
+import pathlib
+import sys
+
+from mitmproxy import http
+from mitmproxy.test import taddons, tflow
+
+ADDON_PATH = pathlib.Path(__file__).resolve().parents[3] / "roles" / "mitm_proxy" / "files" / "agent_sandbox_policy.py"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("agent_sandbox_policy", ADDON_PATH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["agent_sandbox_policy"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+asp = _load()
+
+SECRET = "ghp_REALSECRET_do_not_leak_42"
+PLACEHOLDER = "AGENT_SANDBOX_PLACEHOLDER_github_7f3a"
+OTHER_SECRET = "sk-OTHERSECRET-9876543210"
+OTHER_PLACEHOLDER = "AGENT_SANDBOX_PLACEHOLDER_openai_b21c"
+SCOPED_SECRET = "scoped-SECRET-value-555"
+SCOPED_PLACEHOLDER = "AGENT_SANDBOX_PLACEHOLDER_scoped_44d0"
+ALL_SECRETS = (SECRET, OTHER_SECRET, SCOPED_SECRET)
+
+POLICY = {
+    "version": 1,
+    "block_hint": "add it to mitm_proxy_allowlist and re-run the playbook",
+    "rules": [
+        "example.com",
+        {"host": "*.example.org"},
+        {"host": "api.github.com", "ports": [443]},
+        {"host": "api.openai.com"},
+        {"host": "ro.example.net", "methods": ["GET", "HEAD"], "paths": ["/v1", "/docs/"], "name": "ro-api"},
+        {"host": "alt.example.net", "ports": [8443]},
+        {"host": "127.0.0.1", "ports": [8443]},
+        {"host": "::1"},
+        {"host": "named.dot.example."},
+        {"host": "xn--bcher-kva.de"},
+    ],
+    "listeners": {"8081": {"rules": ["second.example", "api.github.com"]}},
+}
+
+SECRETS = {
+    "version": 1,
+    "secrets": [
+        {"name": "github", "placeholder": PLACEHOLDER, "value": SECRET, "hosts": ["api.github.com"],
+         "header": "Authorization: Bearer {secret}"},
+        {"name": "openai", "placeholder": OTHER_PLACEHOLDER, "value": OTHER_SECRET, "hosts": ["api.openai.com"],
+         "header": "x-api-key: {secret}"},
+    ],
+    "listeners": {"8081": {"secrets": [
+        {"name": "scoped", "placeholder": SCOPED_PLACEHOLDER, "value": SCOPED_SECRET, "hosts": ["api.github.com"],
+         "header": "Authorization: Bearer {secret}"},
+    ]}},
+}
+
+
+def write_json(path, doc, mode=0o600):
+    path.write_text(json.dumps(doc))
+    os.chmod(path, mode)
+    return path
+
+
+class Env:
+    """An addon loaded in mitmproxy's test context with a policy, a secrets file and an audit log."""
+
+    def __init__(self, tmp_path, policy=None, secrets=None, **options):
+        self.tmp = tmp_path
+        self.policy_path = write_json(tmp_path / "policy.json", POLICY if policy is None else policy)
+        self.secrets_path = write_json(tmp_path / "secrets.json", SECRETS if secrets is None else secrets)
+        self.audit_path = tmp_path / "log" / "audit.jsonl"
+        self.audit_path.parent.mkdir(exist_ok=True)
+        self.addon = asp.AgentSandboxPolicy()
+        self.tctx = taddons.context(self.addon)
+        settings = {"agent_sandbox_policy": str(self.policy_path), "agent_sandbox_secrets": str(self.secrets_path),
+                    "agent_sandbox_audit": str(self.audit_path)}
+        settings.update(options)
+        self.tctx.configure(self.addon, **settings)
+
+    def audit_lines(self):
+        if not self.audit_path.exists():
+            return []
+        return [json.loads(line) for line in self.audit_path.read_text().splitlines()]
+
+    def audit_text(self):
+        return self.audit_path.read_text() if self.audit_path.exists() else ""
+
+    # ---- driving flows through the hooks in mitmproxy's order
+
+    def connect(self, host, port=443, listener=8080, headers=()):
+        flow = connect_flow(host, port, listener, headers)
+        asyncio.run(self.addon.http_connect(flow))
+        if flow.response is None:
+            flow.response = http.Response.make(200)   # what mitmproxy answers to an accepted CONNECT
+            self.addon.http_connected(flow)
+            flow.response = None
+        else:
+            self.addon.http_connect_error(flow)
+        return flow
+
+    def send(self, flow, response=None):
+        """requestheaders, request, then (if not blocked) the upstream response and its hooks."""
+        self.addon.requestheaders(flow)
+        self.addon.request(flow)
+        if flow.response is None:
+            flow.response = response if response is not None else http.Response.make(200, b"ok")
+            self.addon.responseheaders(flow)
+        else:
+            self.addon.responseheaders(flow)
+        self.addon.response(flow)
+        return flow
+
+
+def connect_flow(host, port=443, listener=8080, headers=()):
+    client = tflow.tclient_conn()
+    client.sockname = ("127.0.0.1", listener)
+    authority = ("[%s]:%d" % (host, port) if ":" in host else "%s:%d" % (host, port)).encode("utf-8", "surrogateescape")
+    req = http.Request(host, port, b"CONNECT", b"", authority, b"", b"HTTP/1.1",
+                       http.Headers([(k.encode(), v.encode()) for k, v in headers]), b"", None, 946681200, 946681201)
+    return tflow.tflow(client_conn=client, req=req)
+
+
+_UNSET = object()
+
+
+def tunnel_flow(host, port=443, path="/", method="GET", sni=_UNSET, host_header=_UNSET, listener=8080,
+                scheme="https", headers=(), content=b"", http2=False, authority=b""):
+    """A request inside a CONNECT tunnel: mitmproxy sets request.host/port to the CONNECT target."""
+    client = tflow.tclient_conn()
+    client.sockname = ("127.0.0.1", listener)
+    client.tls = scheme == "https"
+    client.sni = (host if sni is _UNSET else sni) if client.tls else None
+    fields = []
+    if host_header is _UNSET:
+        default = 443 if scheme == "https" else 80
+        host_header = host if port == default else "%s:%d" % (host, port)
+    if host_header is not None and not http2:
+        fields.append((b"Host", host_header.encode("utf-8", "surrogateescape")))
+    fields.extend((k.encode(), v if isinstance(v, bytes) else v.encode()) for k, v in headers)
+    if http2 and host_header is not None and not authority:
+        authority = host_header.encode()
+    req = http.Request(host, port, method.encode(), scheme.encode(), authority, path.encode(),
+                       b"HTTP/2.0" if http2 else b"HTTP/1.1", http.Headers(fields), content, None, 946681200, 946681201)
+    return tflow.tflow(client_conn=client, req=req)
+
+
+def plain_flow(url, method="GET", host_header=_UNSET, listener=8080, headers=(), content=b""):
+    """A plain-HTTP proxy request (absolute form); mitmproxy has already cleared the authority."""
+    client = tflow.tclient_conn()
+    client.sockname = ("127.0.0.1", listener)
+    req = http.Request.make(method, url, content)
+    req.authority = ""
+    if host_header is _UNSET:
+        host_header = req.host if req.port == 80 else "%s:%d" % (req.host, req.port)
+    fields = [(b"Host", host_header.encode())] if host_header is not None else []
+    fields.extend((k.encode(), v if isinstance(v, bytes) else v.encode()) for k, v in headers)
+    req.headers = http.Headers(fields)
+    return tflow.tflow(client_conn=client, req=req)
+
+
+def gzipped(data):
+    return gzip.compress(data)
+
+
+def make_pki(directory, names=("localhost",)):
+    """A throw-away CA and a server certificate for `names` and 127.0.0.1 (cryptography)."""
+    import datetime  # pylint: disable=import-outside-toplevel
+    import ipaddress  # pylint: disable=import-outside-toplevel
+
+    from cryptography import x509  # pylint: disable=import-outside-toplevel
+    from cryptography.hazmat.primitives import hashes, serialization  # pylint: disable=import-outside-toplevel
+    from cryptography.hazmat.primitives.asymmetric import ec  # pylint: disable=import-outside-toplevel
+    from cryptography.x509.oid import NameOID  # pylint: disable=import-outside-toplevel
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "agent-sandbox test CA")])
+
+    def builder(subject, public_key):
+        return (x509.CertificateBuilder().subject_name(subject).issuer_name(ca_name).public_key(public_key)
+                .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+                .not_valid_after(now + datetime.timedelta(days=1)))
+
+    ca = (builder(ca_name, ca_key.public_key())
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+          .sign(ca_key, hashes.SHA256()))
+    sans = [x509.DNSName(n) for n in names] + [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    cert = (builder(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]), key.public_key())
+            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    paths = {name: directory / name for name in ("ca.pem", "server.pem", "server.key")}
+    paths["ca.pem"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths["server.pem"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths["server.key"].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                      serialization.NoEncryption()))
+    return paths

@@ -1,0 +1,243 @@
+"""Secret injection only where configured, leak refusal everywhere else, masking of echoed secrets."""
+import logging
+
+import pytest
+from mitmproxy import http
+from mitmproxy.test import tflow
+
+from proxy_helpers import (ALL_SECRETS, OTHER_PLACEHOLDER, OTHER_SECRET, PLACEHOLDER, SCOPED_PLACEHOLDER, SECRETS,
+                           SCOPED_SECRET, SECRET, Env, asp, gzipped, plain_flow, tunnel_flow, write_json)
+
+
+@pytest.fixture(autouse=True)
+def _debug_logging(caplog):
+    caplog.set_level(logging.DEBUG)
+
+
+def assert_no_secret(text):
+    for secret in ALL_SECRETS:
+        assert secret not in text
+
+
+class Upstream:
+    """Stands in for the server: records the request as it would be sent."""
+
+    def __init__(self, env):
+        self.env = env
+        self.seen = None
+
+    def send(self, flow, response=None):
+        env = self.env
+        env.addon.requestheaders(flow)
+        env.addon.request(flow)
+        if flow.response is None:
+            self.seen = flow.request.copy()    # what goes on the wire
+            flow.response = response or http.Response.make(200, b"ok")
+        env.addon.responseheaders(flow)
+        env.addon.response(flow)
+        return flow
+
+
+def is_leak_block(flow):
+    return flow.response is not None and flow.response.headers.get(asp.BLOCK_HEADER, "").endswith("reason=leak")
+
+
+def test_placeholder_is_swapped_in_its_header_over_https_to_its_host(env, caplog):
+    up = Upstream(env)
+    flow = up.send(tunnel_flow("api.github.com", headers=[("Authorization", "Bearer " + PLACEHOLDER)]))
+    assert flow.response.status_code == 200
+    assert up.seen.headers["authorization"] == "Bearer " + SECRET
+    # Once sent, the flow holds the placeholder again: dumps, saved flows and later hooks never see it.
+    assert flow.request.headers["authorization"] == "Bearer " + PLACEHOLDER
+    line = env.audit_lines()[-1]
+    assert line["decision"] == "allow" and line["secrets"] == ["github"] and line["leak"] is False
+    assert_no_secret(env.audit_text())
+    assert_no_secret(caplog.text)
+
+
+def test_template_sets_the_whole_header(env):
+    up = Upstream(env)
+    up.send(tunnel_flow("api.openai.com", headers=[("X-Api-Key", PLACEHOLDER[:0] + OTHER_PLACEHOLDER)]))
+    assert up.seen.headers["x-api-key"] == OTHER_SECRET
+    up.send(tunnel_flow("api.github.com", headers=[("authorization", "token " + PLACEHOLDER)]))
+    assert up.seen.headers["authorization"] == "Bearer " + SECRET
+
+
+def test_placeholder_on_the_error_path_is_restored(env):
+    flow = tunnel_flow("api.github.com", headers=[("Authorization", "Bearer " + PLACEHOLDER)])
+    env.addon.requestheaders(flow)
+    env.addon.request(flow)
+    assert flow.request.headers["authorization"] == "Bearer " + SECRET
+    flow.error = tflow.terr("connection refused")
+    env.addon.error(flow)
+    assert flow.request.headers["authorization"] == "Bearer " + PLACEHOLDER
+    assert env.audit_lines()[-1]["error"] == "connection refused"
+    assert_no_secret(env.audit_text())
+
+
+@pytest.mark.parametrize("where,make", [
+    ("other header", lambda: tunnel_flow("api.github.com", headers=[("X-Token", PLACEHOLDER)])),
+    ("two placeholders", lambda: tunnel_flow("api.github.com", headers=[
+        ("Authorization", "Bearer " + PLACEHOLDER + " " + OTHER_PLACEHOLDER)])),
+    ("url path", lambda: tunnel_flow("api.github.com", path="/repos/" + PLACEHOLDER)),
+    ("query", lambda: tunnel_flow("api.github.com", path="/search?q=" + PLACEHOLDER)),
+    ("percent-encoded query", lambda: tunnel_flow(
+        "api.github.com", path="/search?q=" + "".join("%%%02X" % ord(c) for c in PLACEHOLDER))),
+    ("body", lambda: tunnel_flow("api.github.com", method="POST", content=b'{"token": "%s"}' % PLACEHOLDER.encode())),
+    ("gzip body", lambda: tunnel_flow("api.github.com", method="POST", headers=[("Content-Encoding", "gzip")],
+                                      content=gzipped(PLACEHOLDER.encode()))),
+    ("wrong host", lambda: tunnel_flow("example.com", headers=[("Authorization", "Bearer " + PLACEHOLDER)])),
+    ("wrong secret for host", lambda: tunnel_flow("api.openai.com", headers=[("x-api-key", PLACEHOLDER)])),
+    ("plain http", lambda: plain_flow("http://api.openai.com/v1", headers=[("x-api-key", OTHER_PLACEHOLDER)])),
+    ("http inside a tunnel", lambda: tunnel_flow("api.openai.com", port=80, scheme="http",
+                                                 headers=[("x-api-key", OTHER_PLACEHOLDER)])),
+    ("other listener's secret", lambda: tunnel_flow("api.github.com", headers=[
+        ("Authorization", "Bearer " + SCOPED_PLACEHOLDER)])),
+])
+def test_placeholder_anywhere_else_is_a_leak(env, caplog, where, make):
+    up = Upstream(env)
+    flow = up.send(make())
+    assert is_leak_block(flow), where
+    assert up.seen is None, "nothing may reach the upstream"
+    assert "logged as a leak attempt" in flow.response.get_text()
+    line = env.audit_lines()[-1]
+    assert line["leak"] is True and line["decision"] == "block" and line["reason"] == "leak"
+    assert_no_secret(env.audit_text() + caplog.text + flow.response.get_text())
+    assert "leak attempt" in caplog.text
+
+
+def test_listener_scoped_secret(env):
+    up = Upstream(env)
+    up.send(tunnel_flow("api.github.com", listener=8081, headers=[("Authorization", "Bearer " + SCOPED_PLACEHOLDER)]))
+    assert up.seen.headers["authorization"] == "Bearer " + SCOPED_SECRET
+    up.seen = None
+    flow = up.send(tunnel_flow("api.github.com", listener=8081, headers=[("Authorization", "Bearer " + PLACEHOLDER)]))
+    assert is_leak_block(flow) and up.seen is None
+
+
+def test_placeholder_to_a_blocked_host_keeps_the_block_and_flags_the_leak(env):
+    flow = Upstream(env).send(tunnel_flow("evil.test", path="/?k=" + PLACEHOLDER))
+    assert flow.response.headers[asp.BLOCK_HEADER].endswith("reason=no-rule")
+    line = env.audit_lines()[-1]
+    assert line["leak"] is True and line["secrets"] == ["github"]
+
+
+def test_placeholder_in_connect_headers_is_a_leak(env):
+    flow = env.connect("example.com", headers=[("Proxy-Authorization", "Basic " + PLACEHOLDER)])
+    assert is_leak_block(flow)
+    flow = env.connect("evil.test", headers=[("X-Smuggle", PLACEHOLDER)])
+    assert flow.response.headers[asp.BLOCK_HEADER].endswith("reason=no-rule")
+    assert env.audit_lines()[-1]["leak"] is True
+
+
+def test_no_secrets_file_means_no_injection(tmp_path):
+    env = Env(tmp_path, agent_sandbox_secrets="")
+    up = Upstream(env)
+    up.send(tunnel_flow("api.github.com", headers=[("Authorization", "Bearer " + PLACEHOLDER)]))
+    assert up.seen.headers["authorization"] == "Bearer " + PLACEHOLDER
+
+
+# ---------------------------------------------------------------- masking
+
+def test_secret_echoed_in_a_response_is_masked(env, caplog):
+    up = Upstream(env)
+    body = b'{"you sent": "Bearer %s", "other": "%s"}' % (SECRET.encode(), OTHER_SECRET.encode())
+    resp = http.Response.make(200, body, {"X-Echo": SECRET, "Content-Type": "application/json"})
+    flow = up.send(tunnel_flow("api.github.com", headers=[("Authorization", "Bearer " + PLACEHOLDER)]), resp)
+    assert flow.response.content == b'{"you sent": "Bearer %s", "other": "%s"}' % (
+        PLACEHOLDER.encode(), OTHER_PLACEHOLDER.encode())
+    assert flow.response.headers["x-echo"] == PLACEHOLDER
+    assert flow.response.headers["content-length"] == str(len(flow.response.raw_content))
+    assert env.audit_lines()[-1]["masked"] is True
+    assert_no_secret(caplog.text + env.audit_text())
+
+
+def test_masking_of_a_compressed_response(env):
+    resp = http.Response.make(200, b"", {"Content-Encoding": "gzip"})
+    resp.raw_content = gzipped(b"token=" + SECRET.encode())
+    flow = Upstream(env).send(tunnel_flow("example.com"), resp)
+    assert flow.response.content == b"token=" + PLACEHOLDER.encode()
+    assert SECRET.encode() not in flow.response.raw_content
+
+
+def test_streamed_response_is_masked_across_chunks(env):
+    body = (b"x" * 50 + SECRET.encode() + b"y" * 7 + OTHER_SECRET.encode() + b"z" * 3) * 3
+    expected = body.replace(SECRET.encode(), PLACEHOLDER.encode()).replace(OTHER_SECRET.encode(), OTHER_PLACEHOLDER.encode())
+    for size in (1, 2, 5, 13, len(SECRET) - 1, len(SECRET), 64, len(body)):
+        masker = asp.StreamMasker(env.addon.secrets, {})
+        out = b"".join(masker(body[i:i + size]) for i in range(0, len(body), size)) + masker(b"")
+        assert out == expected, size
+        assert masker.meta["masked"] is True
+
+
+def test_streaming_is_wired_in_responseheaders(env):
+    flow = tunnel_flow("example.com")
+    env.addon.requestheaders(flow)
+    flow.response = http.Response.make(200, b"")
+    flow.response.stream = True
+    env.addon.responseheaders(flow)
+    assert isinstance(flow.response.stream, asp.StreamMasker)
+    flow.response = http.Response.make(200, b"", {"Content-Encoding": "br"})
+    flow.response.stream = True
+    env.addon.responseheaders(flow)
+    assert flow.response.stream is False   # compressed: buffered so it can be decoded and masked
+
+
+def test_request_streaming_is_off_when_placeholders_must_be_found(env):
+    flow = tunnel_flow("api.github.com", method="POST")
+    flow.request.stream = True
+    env.addon.requestheaders(flow)
+    assert flow.request.stream is False
+
+
+def test_websocket_messages(env):
+    flow = tflow.twebsocketflow()
+    flow.client_conn.sockname = ("127.0.0.1", 8080)
+    flow.metadata[asp.META] = {"decision": "allow", "secrets": []}
+    flow.websocket.messages.append(
+        tflow.websocket.WebSocketMessage(tflow.Opcode.TEXT, True, b"auth " + PLACEHOLDER.encode()))
+    env.addon.websocket_message(flow)
+    assert flow.websocket.messages[-1].dropped
+    assert env.audit_lines()[-1]["leak"] is True
+    flow.websocket.messages.append(tflow.websocket.WebSocketMessage(tflow.Opcode.TEXT, False, b"echo " + SECRET.encode()))
+    env.addon.websocket_message(flow)
+    assert flow.websocket.messages[-1].content == b"echo " + PLACEHOLDER.encode()
+    assert not flow.websocket.messages[-1].dropped
+
+
+def test_no_secret_in_any_log_after_a_busy_session(env, caplog):
+    up = Upstream(env)
+    for listener in (8080, 8081):
+        for flow in (
+            tunnel_flow("api.github.com", listener=listener, headers=[("Authorization", "Bearer " + PLACEHOLDER)]),
+            tunnel_flow("api.github.com", listener=listener, headers=[("Authorization", "Bearer " + SCOPED_PLACEHOLDER)]),
+            tunnel_flow("api.openai.com", listener=listener, headers=[("x-api-key", OTHER_PLACEHOLDER)]),
+            tunnel_flow("evil.test", listener=listener, path="/" + OTHER_PLACEHOLDER),
+        ):
+            up.send(flow, http.Response.make(200, SECRET.encode(), {"Echo": OTHER_SECRET}))
+            assert_no_secret(repr(flow.get_state()))
+    env.addon.reload_secrets(force=True)
+    assert_no_secret(caplog.text + env.audit_text())
+
+
+def test_restore_survives_a_secrets_reload_in_flight(env):
+    flow = tunnel_flow("api.github.com", headers=[("Authorization", "Bearer " + PLACEHOLDER)])
+    env.addon.requestheaders(flow)
+    env.addon.request(flow)
+    rotated = dict(SECRETS, secrets=[dict(SECRETS["secrets"][0], value="rotated-value-0000")] + SECRETS["secrets"][1:])
+    write_json(env.secrets_path, rotated)
+    env.addon.on_sighup()
+    flow.response = http.Response.make(200, b"")
+    env.addon.responseheaders(flow)
+    assert flow.request.headers["authorization"] == "Bearer " + PLACEHOLDER
+
+
+def test_a_failure_while_masking_withholds_the_response(env, monkeypatch):
+    def boom(*args):
+        raise ValueError("masking broke")
+    monkeypatch.setattr(asp.SecretSet, "mask", boom)
+    resp = http.Response.make(200, b"token " + SECRET.encode())
+    flow = Upstream(env).send(tunnel_flow("example.com"), resp)
+    assert flow.response.status_code == 403 and SECRET.encode() not in flow.response.content
+    line = env.audit_lines()[-1]
+    assert line["decision"] == "block" and line["reason"] == "internal-error"
