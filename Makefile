@@ -8,7 +8,7 @@ SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/m
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help venv lint docs unit sanity collection release-check docker images molecule test demo demo-clean clean
+.PHONY: help venv lint docs unit sanity collection release-check docker images molecule test demo demo-clean sandbox clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -67,8 +67,14 @@ test: ## Everything CI runs: lint, unit, sanity, collection, images, molecule
 	  echo "== make $$t took $$(( $$(date +%s) - start )) s"; \
 	done
 
-demo: ## The whole sandbox in a disposable container (not built yet)
-	@echo "make demo: not built yet; it arrives with playbooks/site.yml (see README)"; exit 1
+demo: venv images ## The whole sandbox in a disposable container, ending in its self-test report
+	tests/demo/run.sh
+
+demo-clean: ## Remove the demo container
+	docker rm -f agent-sandbox-demo >/dev/null 2>&1 || true
+
+sandbox: venv ## Apply site.yml to this workstation for real (asks for your sudo password)
+	ansible-playbook -i inventories/localhost -K site.yml
 
 clean: ## Remove the venv and collection link
 	rm -rf $(VENV) .collections

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """One network attempt for the host_firewall verifier; exit 0 if it got an answer.
 
 hf-probe.py tcp ADDRESS PORT     connect and read the greeting

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Test servers for the host_firewall scenario.
 
 Usage: hf-testservers.py IPV4 IPV6
@@ -19,7 +18,7 @@ def tcp(port):
     s.bind(("::", port))
     s.listen(16)
     while True:
-        conn, _ = s.accept()
+        conn = s.accept()[0]
         try:
             conn.sendall(b"hello\n")
         finally:

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 IPV6 = "fd00::2"
-PROBE = "/usr/local/bin/hf-probe.py"
+PROBE = "python3 /usr/local/bin/hf-probe.py"
 
 
 def as_user(host, user, cmd):

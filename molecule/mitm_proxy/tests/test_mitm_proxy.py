@@ -43,8 +43,8 @@ def curl(host, url, extra="", **kwargs):
     """
     out = as_agent(host, "f=$(mktemp) && curl -sS -o $f -w '%%{http_code} %%{http_connect}' %s %s; echo; cat $f; rm -f $f"
                    % (extra, shlex.quote(url)), **kwargs)
-    codes, _, body = out.stdout.partition("\n")
-    status, _, connect = codes.strip().partition(" ")
+    codes, _sep, body = out.stdout.partition("\n")
+    status, _sep, connect = codes.strip().partition(" ")
     return (connect if status == "000" else status), body
 
 

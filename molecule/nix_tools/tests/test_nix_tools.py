@@ -62,7 +62,7 @@ def nix_conf(host, user):
     assert out.rc == 0, out.stderr
     conf = {}
     for line in out.stdout.splitlines():
-        name, _, value = line.partition(" = ")
+        name, _sep, value = line.partition(" = ")
         conf[name] = value.split()
     return conf
 

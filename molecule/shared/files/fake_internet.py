@@ -80,19 +80,19 @@ class Handler(BaseHTTPRequestHandler):
         return self._send(200, data, ctype)
 
     def git(self, body):
-        path, _, query = self.path.partition("?")
+        path, _sep, query = self.path.partition("?")
         env = dict(os.environ, GIT_PROJECT_ROOT=os.path.join(self.config["root"], "git"),
                    GIT_HTTP_EXPORT_ALL="1", PATH_INFO=path[len("/git"):], QUERY_STRING=query,
                    REQUEST_METHOD=self.command, CONTENT_TYPE=self.headers.get("Content-Type", ""),
                    CONTENT_LENGTH=str(len(body)), REMOTE_ADDR=self.client_address[0])
         out = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True,
                              check=False).stdout
-        head, _, data = out.partition(b"\r\n\r\n")
-        if not _:
-            head, _, data = out.partition(b"\n\n")
+        head, sep, data = out.partition(b"\r\n\r\n")
+        if not sep:
+            head, sep, data = out.partition(b"\n\n")
         status, headers = 200, []
         for line in head.decode("latin-1").splitlines():
-            name, _, value = line.partition(":")
+            name, _sep, value = line.partition(":")
             if name.lower() == "status":
                 status = int(value.split()[0])
             elif name:

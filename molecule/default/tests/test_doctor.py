@@ -1,0 +1,73 @@
+"""The whole sandbox keeps its promises: agent-sandbox doctor, run by the admin,
+tries each one as the agent and every check must pass."""
+import json
+
+import pytest
+
+# Checks the doctor must have run: a report without them proves nothing.
+REQUIRED = {
+    "no privileged groups", "no sudo", "direct IPv4 TCP blocked", "direct IPv4 UDP blocked",
+    "direct IPv4 ICMP blocked", "direct IPv6 TCP blocked", "DNS query blocked",
+    "loopback service blocked", "proxy reachable", "allowed host reachable through the proxy",
+    "blocked host gets the policy 403", "placeholder sent to a wrong host refused",
+    "protected file unreadable", "unit enabled and active",
+}
+
+
+@pytest.fixture(scope="module")
+def report(host):
+    out = host.run("runuser -u admin -- agent-sandbox doctor --json")
+    assert out.stdout.strip().startswith("{"), out.stderr
+    return out.rc, json.loads(out.stdout)
+
+
+def test_every_required_check_ran(report):
+    data = report[1]
+    ran = {r["check"] for r in data["results"]}
+    assert REQUIRED <= ran, REQUIRED - ran
+
+
+def test_every_check_passed(report):
+    rc, data = report
+    failed = [r for r in data["results"] if r["status"] != "PASS"]
+    assert failed == [] and rc == 0, json.dumps(failed, indent=1)
+
+
+def test_doctor_fails_when_a_promise_breaks(host):
+    # The doctor must be able to fail: open a loopback service the firewall
+    # does not allow and lift the agent's rules; the doctor must report FAILs.
+    host.run("nft list table inet agent_sandbox > /tmp/fw-saved.nft")
+    try:
+        assert host.run("nft delete table inet agent_sandbox").rc == 0
+        out = host.run("runuser -u admin -- agent-sandbox doctor --json")
+        data = json.loads(out.stdout)
+        failed = {r["check"] for r in data["results"] if r["status"] == "FAIL"}
+        assert out.rc != 0
+        assert "direct IPv4 UDP blocked" in failed
+    finally:
+        host.run("systemctl restart agent-sandbox-firewall.service")
+    assert host.run("nft list table inet agent_sandbox").rc == 0
+
+
+def agent_fetch(host, url):
+    """curl as the agent with its own login environment (proxy, CA bundle)."""
+    return host.run("runuser -u admin -- agent-run curl -sS -m 5 -o /dev/null -w '%%{http_code}' %s", url)
+
+
+def test_proxy_stopped_means_no_network(host):
+    # Fail closed: with the proxy down the agent reaches nothing, not even
+    # directly; control: with it up the allowed host answers.
+    assert agent_fetch(host, "https://allowed.test/").stdout == "200"
+    assert host.run("systemctl stop agent-sandbox-proxy.service").rc == 0
+    try:
+        via_proxy = agent_fetch(host, "https://allowed.test/")
+        direct = host.run("runuser -u admin -- agent-run curl -sS -m 5 --noproxy '*' -k https://allowed.test/")
+        assert via_proxy.stdout in ("000", "") and via_proxy.rc != 0
+        assert direct.rc != 0
+    finally:
+        assert host.run("systemctl start agent-sandbox-proxy.service").rc == 0
+    for _attempt in range(30):
+        if agent_fetch(host, "https://allowed.test/").stdout == "200":
+            break
+        host.run("sleep 1")
+    assert agent_fetch(host, "https://allowed.test/").stdout == "200"

@@ -1,0 +1,367 @@
+# Copyright: (c) 2026, agent-sandbox developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""agent-sandbox doctor: check the sandbox's promises on a live host.
+
+The admin (or root) runs `agent-sandbox doctor`. Every claim about the agent is
+tried *as the agent*, through `agent-run`, which re-invokes this same file as
+`agent-sandbox probe ...`; the probe prints one JSON object. The doctor prints
+one line per check (PASS/FAIL, what was tried, what happened), a summary, and
+exits non-zero on any FAIL. `--json` prints the results for machines.
+
+Settings come from /etc/agent-sandbox/doctor.json (written by the selftest
+role; it holds no secret: the placeholder is what the agent already has).
+"""
+from __future__ import annotations
+
+import argparse
+import errno
+import grp
+import json
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+
+CONFIG = "/etc/agent-sandbox/doctor.json"
+PRIVILEGED_GROUPS = {"sudo", "wheel", "admin", "adm", "docker", "lxd", "root"}
+
+
+# --------------------------------------------------------------------------
+# Probes: run as the agent, each prints {"outcome": ..., "detail": ...}.
+# --------------------------------------------------------------------------
+
+def probe_tcp(host, port, timeout):
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect((host, int(port)))
+        return {"outcome": "connected", "detail": "connection established"}
+    except socket.timeout:
+        return {"outcome": "timeout", "detail": "no answer in %ss" % timeout}
+    except OSError as exc:
+        if exc.errno in (errno.EPERM, errno.EACCES):
+            return {"outcome": "denied", "detail": os.strerror(exc.errno)}
+        if exc.errno == errno.ECONNREFUSED:
+            return {"outcome": "refused", "detail": "connection refused (a RST came back)"}
+        return {"outcome": "error", "detail": str(exc)}
+    finally:
+        sock.close()
+
+
+def probe_udp(host, port, timeout):
+    """Send one datagram (a DNS query when port is 53) and wait for an answer."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock.settimeout(timeout)
+    # A DNS query for example.com, type A: harmless to any UDP listener.
+    query = bytes.fromhex("abcd01000001000000000000076578616d706c6503636f6d0000010001")
+    try:
+        sock.sendto(query, (host, int(port)))
+    except OSError as exc:
+        if exc.errno in (errno.EPERM, errno.EACCES):
+            return {"outcome": "denied", "detail": "sendto: " + os.strerror(exc.errno)}
+        return {"outcome": "error", "detail": str(exc)}
+    try:
+        sock.recvfrom(4096)
+        return {"outcome": "answered", "detail": "a reply came back"}
+    except socket.timeout:
+        return {"outcome": "sent", "detail": "datagram left the socket; no reply in %ss" % timeout}
+    except OSError as exc:
+        return {"outcome": "sent", "detail": "datagram left the socket; %s" % exc}
+    finally:
+        sock.close()
+
+
+def probe_ping(host, timeout):
+    cmd = ["ping", "-6" if ":" in host else "-4", "-c", "1", "-W", str(int(timeout)), host]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 5, check=False)
+    except FileNotFoundError:
+        return {"outcome": "error", "detail": "ping is not installed"}
+    out = (proc.stdout + proc.stderr).strip().splitlines()
+    last = out[-1] if out else ""
+    if proc.returncode == 0:
+        return {"outcome": "answered", "detail": "echo reply received"}
+    return {"outcome": "denied", "detail": last or "ping exit %d" % proc.returncode}
+
+
+def proxy_connect(url, timeout):
+    """For an https URL, send the CONNECT the agent's clients send to its proxy
+    (HTTPS_PROXY) and return the proxy's answer when it refuses the tunnel:
+    urllib hides the refusal's headers, and the policy header is the point."""
+    parsed = urllib.parse.urlsplit(url)
+    proxy = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy")
+    if parsed.scheme != "https" or not proxy:
+        return None
+    p = urllib.parse.urlsplit(proxy)
+    target = "%s:%d" % (parsed.hostname, parsed.port or 443)
+    try:
+        with socket.create_connection((p.hostname, p.port or 8080), timeout=timeout) as sock:
+            sock.sendall(("CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (target, target)).encode())
+            data = b""
+            while b"\r\n\r\n" not in data and len(data) < 65536:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+    except OSError as exc:
+        return {"outcome": "error", "status": 0, "block": "", "detail": "CONNECT %s: %s" % (target, exc)}
+    head, _sep, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("iso-8859-1").split("\r\n")
+    try:
+        status = int(lines[0].split()[1])
+    except (IndexError, ValueError):
+        return {"outcome": "error", "status": 0, "block": "", "detail": "CONNECT %s: bad answer" % target}
+    if status == 200:
+        return None
+    headers = dict(line.split(":", 1) for line in lines[1:] if ":" in line)
+    block = next((v.strip() for k, v in headers.items() if k.lower() == "x-agent-sandbox-block"), "")
+    text = " ".join(body.decode("utf-8", "replace").split())[:120]
+    return {"outcome": "status", "status": status, "block": block,
+            "detail": "CONNECT refused: HTTP %d, %s; %s" % (status, block or "no block header", text)}
+
+
+def probe_http(url, headers, timeout):
+    """Fetch url with the agent's own proxy and CA settings (its login env)."""
+    refused = proxy_connect(url, timeout)
+    if refused:
+        return refused
+    req = urllib.request.Request(url, headers=dict(headers or {}))
+    ctx = ssl.create_default_context(cafile=os.environ.get("SSL_CERT_FILE"))
+    try:
+        with urllib.request.urlopen(req, timeout=timeout, context=ctx) as resp:
+            return {"outcome": "status", "status": resp.status,
+                    "block": resp.headers.get("X-Agent-Sandbox-Block", ""),
+                    "detail": "HTTP %d" % resp.status}
+    except urllib.error.HTTPError as exc:
+        body = exc.read(300).decode("utf-8", "replace")
+        return {"outcome": "status", "status": exc.code,
+                "block": exc.headers.get("X-Agent-Sandbox-Block", ""),
+                "detail": "HTTP %d: %s" % (exc.code, " ".join(body.split())[:120])}
+    except (urllib.error.URLError, OSError) as exc:
+        return {"outcome": "error", "status": 0, "block": "", "detail": str(exc)[:200]}
+
+
+def probe_read(path):
+    try:
+        if os.path.isdir(path):
+            os.listdir(path)
+        else:
+            with open(path, "rb") as fh:
+                fh.read(1)
+        return {"outcome": "readable", "detail": "read succeeded"}
+    except FileNotFoundError:
+        return {"outcome": "missing", "detail": "no such file: nothing to check (wrong path in the settings?)"}
+    except OSError as exc:
+        return {"outcome": "denied", "detail": exc.strerror or str(exc)}
+
+
+def probe_identity():
+    groups = sorted({grp.getgrgid(g).gr_name for g in os.getgroups()} |
+                    {grp.getgrgid(os.getgid()).gr_name})
+    try:
+        sudo = subprocess.run(["sudo", "-n", "true"], capture_output=True, text=True, check=False)
+        sudo_rc, sudo_err = sudo.returncode, sudo.stderr.strip()[:160]
+    except FileNotFoundError:
+        sudo_rc, sudo_err = 127, "sudo is not installed"
+    return {"outcome": "identity", "uid": os.getuid(), "groups": groups,
+            "sudo_rc": sudo_rc, "sudo_err": sudo_err,
+            "detail": "uid %d" % os.getuid()}
+
+
+def run_probe(argv):
+    kind, args = argv[0], argv[1:]
+    if kind == "tcp":
+        res = probe_tcp(args[0], args[1], float(args[2]))
+    elif kind == "udp":
+        res = probe_udp(args[0], args[1], float(args[2]))
+    elif kind == "ping":
+        res = probe_ping(args[0], float(args[1]))
+    elif kind == "http":
+        res = probe_http(args[0], json.loads(args[1]), float(args[2]))
+    elif kind == "read":
+        res = probe_read(args[0])
+    elif kind == "identity":
+        res = probe_identity()
+    else:
+        res = {"outcome": "error", "detail": "unknown probe %s" % kind}
+    print(json.dumps(res))
+    return 0
+
+
+# --------------------------------------------------------------------------
+# The doctor: runs probes as the agent and judges them.
+# --------------------------------------------------------------------------
+
+def listening_tcp_ports():
+    """TCP ports in LISTEN state on this host (IPv4 and IPv6), from /proc."""
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table, encoding="ascii") as fh:
+                next(fh)
+                for line in fh:
+                    fields = line.split()
+                    if fields[3] == "0A":  # TCP_LISTEN
+                        ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+        except OSError:
+            continue
+    return sorted(ports)
+
+
+class Doctor:
+    def __init__(self, cfg, agent):
+        self.cfg = cfg
+        self.agent = agent
+        self.results = []
+        self.timeout = float(cfg.get("timeout", 3))
+        self.self_path = os.path.realpath(__file__)
+
+    def as_agent(self, *probe):
+        cmd = [self.cfg.get("agent_run", "agent-run"), "--user", self.agent,
+               sys.executable, self.self_path, "probe"] + [str(p) for p in probe]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False,
+                              timeout=self.timeout * 3 + 30, stdin=subprocess.DEVNULL)
+        for line in reversed(proc.stdout.splitlines()):
+            line = line.strip()
+            if line.startswith("{"):
+                return json.loads(line)
+        return {"outcome": "error",
+                "detail": "probe did not run as %s (rc %d): %s" % (
+                    self.agent, proc.returncode, (proc.stderr or proc.stdout).strip()[:200])}
+
+    def record(self, ok, name, tried, happened):
+        self.results.append({"agent": self.agent, "check": name, "status": "PASS" if ok else "FAIL",
+                             "tried": tried, "happened": happened})
+
+    # Network ------------------------------------------------------------
+    def direct_egress(self):
+        for target in self.cfg.get("direct_targets", []):
+            host, port = target["host"], target.get("port", 443)
+            fam = "IPv6" if ":" in host else "IPv4"
+            res = self.as_agent("tcp", host, port, self.timeout)
+            self.record(res["outcome"] in ("denied", "timeout"), "direct %s TCP blocked" % fam,
+                        "connect to %s port %s" % (host, port), res["detail"])
+            res = self.as_agent("udp", host, target.get("udp_port", 53), self.timeout)
+            self.record(res["outcome"] == "denied", "direct %s UDP blocked" % fam,
+                        "UDP datagram to %s port %s" % (host, target.get("udp_port", 53)), res["detail"])
+            res = self.as_agent("ping", host, self.timeout)
+            self.record(res["outcome"] != "answered", "direct %s ICMP blocked" % fam,
+                        "ping %s" % host, res["detail"])
+        for resolver in self.cfg.get("dns_servers", []):
+            res = self.as_agent("udp", resolver, 53, self.timeout)
+            self.record(res["outcome"] == "denied", "DNS query blocked",
+                        "DNS query to %s port 53" % resolver, res["detail"])
+            res = self.as_agent("tcp", resolver, 53, self.timeout)
+            self.record(res["outcome"] in ("denied", "timeout"), "DNS over TCP blocked",
+                        "TCP connect to %s port 53" % resolver, res["detail"])
+
+    def loopback(self):
+        proxy = int(self.cfg["proxy_port"])
+        ports = self.cfg.get("loopback_ports", "auto")
+        if ports == "auto":
+            ports = listening_tcp_ports()
+        for port in ports:
+            if int(port) == proxy:
+                continue
+            for host in ("127.0.0.1", "::1"):
+                res = self.as_agent("tcp", host, port, self.timeout)
+                self.record(res["outcome"] in ("denied", "timeout"), "loopback service blocked",
+                            "connect to %s port %s" % (host, port), res["detail"])
+        res = self.as_agent("tcp", self.cfg.get("proxy_host", "127.0.0.1"), proxy, self.timeout)
+        self.record(res["outcome"] == "connected", "proxy reachable",
+                    "connect to the proxy on port %d" % proxy, res["detail"])
+
+    def proxy_policy(self):
+        url = self.cfg.get("allowed_url")
+        if url:
+            res = self.as_agent("http", url, "{}", self.timeout * 3)
+            self.record(res["outcome"] == "status" and 200 <= res["status"] < 400 and not res["block"],
+                        "allowed host reachable through the proxy", "GET " + url, res["detail"])
+        url = self.cfg.get("blocked_url")
+        if url:
+            res = self.as_agent("http", url, "{}", self.timeout * 3)
+            self.record(res.get("status") == 403 and res.get("block", "").startswith("policy"),
+                        "blocked host gets the policy 403", "GET " + url, res["detail"])
+        leak = self.cfg.get("leak_probe")
+        if leak:
+            res = self.as_agent("http", leak["url"], json.dumps({leak["header"]: leak["placeholder"]}),
+                                self.timeout * 3)
+            self.record(res.get("status") == 403, "placeholder sent to a wrong host refused",
+                        "GET %s with the placeholder in %s" % (leak["url"], leak["header"]), res["detail"])
+
+    # Host and files -----------------------------------------------------
+    def files(self):
+        paths = list(self.cfg.get("unreadable_paths", []))
+        unit = self.cfg.get("proxy_unit")
+        if unit:
+            pid = subprocess.run(["systemctl", "show", "-p", "MainPID", "--value", unit],
+                                 capture_output=True, text=True, check=False).stdout.strip()
+            if pid and pid != "0":
+                paths.append("/proc/%s/environ" % pid)
+        for path in paths:
+            res = self.as_agent("read", path)
+            self.record(res["outcome"] == "denied", "protected file unreadable", "read " + path, res["detail"])
+
+    def identity(self):
+        res = self.as_agent("identity")
+        if res["outcome"] != "identity":
+            self.record(False, "agent identity", "run id as the agent", res["detail"])
+            return
+        bad = sorted(set(res["groups"]) & PRIVILEGED_GROUPS)
+        self.record(not bad, "no privileged groups", "list the agent's groups",
+                    "groups: " + ", ".join(res["groups"]))
+        self.record(res["sudo_rc"] != 0, "no sudo", "sudo -n true as the agent",
+                    "exit %d: %s" % (res["sudo_rc"], res["sudo_err"] or "-"))
+
+    def units(self):
+        for unit in self.cfg.get("units", []):
+            enabled = subprocess.run(["systemctl", "is-enabled", unit], capture_output=True,
+                                     text=True, check=False).stdout.strip()
+            active = subprocess.run(["systemctl", "is-active", unit], capture_output=True,
+                                    text=True, check=False).stdout.strip()
+            self.record(enabled == "enabled" and active == "active", "unit enabled and active",
+                        "systemctl is-enabled/is-active " + unit, "%s, %s" % (enabled, active))
+
+    def run(self):
+        for step in (self.identity, self.direct_egress, self.loopback, self.proxy_policy,
+                     self.files, self.units):
+            step()
+        return self.results
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "probe":
+        return run_probe(argv[1:])
+    parser = argparse.ArgumentParser(prog="agent-sandbox")
+    sub = parser.add_subparsers(dest="command", required=True)
+    doc = sub.add_parser("doctor", help="check every promise that can be checked on this host")
+    doc.add_argument("--json", action="store_true", help="print the results as JSON")
+    doc.add_argument("--config", default=CONFIG)
+    args = parser.parse_args(argv)
+    with open(args.config, encoding="utf-8") as fh:
+        cfg = json.load(fh)
+    results = []
+    for agent in cfg["agents"]:
+        merged = dict(cfg, **agent)
+        results.extend(Doctor(merged, agent["name"]).run())
+    failed = [r for r in results if r["status"] == "FAIL"]
+    if args.json:
+        print(json.dumps({"results": results, "passed": len(results) - len(failed),
+                          "failed": len(failed)}, indent=2))
+    else:
+        for r in results:
+            print("%s  [%s] %s: tried %s -> %s" % (
+                r["status"], r["agent"], r["check"], r["tried"], r["happened"]))
+        print("\n%d checks, %d passed, %d failed" % (len(results), len(results) - len(failed), len(failed)))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

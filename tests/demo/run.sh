@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# make demo: the whole sandbox applied to a disposable Debian 12 container with
+# systemd, through the real inventory mechanism (tests/demo/inventory), ending
+# in the self-test report. `make demo-clean` removes the container.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+name=agent-sandbox-demo
+image=${MOLECULE_IMAGE_BOOKWORM:-agent-sandbox-molecule:bookworm}
+cd "$repo"
+
+if docker inspect "$name" >/dev/null 2>&1; then
+  echo "demo: removing the previous demo container"
+  docker rm -f "$name" >/dev/null
+fi
+echo "demo: starting $name from $image"
+docker run -d --name "$name" --hostname "$name" \
+  --cap-add SYS_ADMIN --cap-add NET_ADMIN \
+  --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
+  --cgroupns host -v /sys/fs/cgroup:/sys/fs/cgroup:ro \
+  --tmpfs /run --tmpfs /run/lock --tmpfs /tmp \
+  --sysctl net.ipv6.conf.all.disable_ipv6=0 \
+  --stop-signal SIGRTMIN+3 "$image" >/dev/null
+for _ in $(seq 60); do
+  state=$(docker exec "$name" systemctl is-system-running 2>/dev/null || true)
+  case "$state" in running|degraded) break ;; esac
+  sleep 1
+done
+
+export ANSIBLE_CONFIG="$repo/ansible.cfg"
+inv=(-i tests/demo/inventory)
+echo "demo: preparing a fake internet inside the container (allowed.test, blocked.test, api.secret.test)"
+ansible-playbook "${inv[@]}" molecule/shared/fake_internet.yml >/tmp/agent-sandbox-demo-prepare.log ||
+  { tail -n 40 /tmp/agent-sandbox-demo-prepare.log; exit 1; }
+echo "demo: ansible-playbook ${inv[*]} site.yml"
+start=$(date +%s)
+ansible-playbook "${inv[@]}" site.yml >/tmp/agent-sandbox-demo-site.log ||
+  { tail -n 60 /tmp/agent-sandbox-demo-site.log; exit 1; }
+grep -A3 'PLAY RECAP' /tmp/agent-sandbox-demo-site.log | tail -n 2
+echo "demo: site.yml took $(( $(date +%s) - start )) s (log: /tmp/agent-sandbox-demo-site.log)"
+echo
+echo "demo: agent-sandbox doctor (run by the admin, acting as the agent)"
+rc=0
+docker exec "$name" runuser -u admin -- agent-sandbox doctor || rc=$?
+cat <<MSG
+
+A shell as the agent inside the demo container:
+  docker exec -it $name runuser -u admin -- agent-run
+Try: curl https://allowed.test/   curl https://blocked.test/   curl https://1.1.1.1/
+Remove the demo: make demo-clean
+MSG
+exit "$rc"
