@@ -22,6 +22,8 @@ import shutil
 import stat
 from xml.parsers.expat import ExpatError
 
+from ansible_collections.agent_sandbox.native.plugins.module_utils._errors import CommandError
+
 OPT_DIRS = ["/usr/bin", "/usr/sbin"]
 C_LOCALE = {"LANG": "C", "LC_ALL": "C"}
 
@@ -52,23 +54,8 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,243}$")
 _TRUE_VALUES = frozenset(["1", "yes", "true"])
 
 
-class DsclError(Exception):
+class DsclError(CommandError):
     """The one failure these modules raise; each module turns it into fail_json in one place."""
-
-    def __init__(self, msg, cmd=None, rc=None, stdout="", stderr=""):
-        super().__init__(msg)
-        self.msg = msg
-        self.cmd = cmd
-        self.rc = rc
-        self.stdout = stdout
-        self.stderr = stderr
-
-    def fail_kwargs(self):
-        """Keyword arguments for AnsibleModule.fail_json."""
-        kwargs = {"msg": self.msg}
-        if self.cmd is not None:
-            kwargs.update(cmd=list(self.cmd), rc=self.rc, stdout=self.stdout, stderr=self.stderr)
-        return kwargs
 
 
 def validate_name(name, what="user"):

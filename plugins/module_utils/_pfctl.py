@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.agent_sandbox.native.plugins.module_utils._errors import CommandError
+
 # pfctl resolves the anchor path in the kernel; one component is at most 63 bytes
 # (PF_ANCHOR_NAME_SIZE - 1) and the whole path fits in MAXPATHLEN.
 _ANCHOR_COMPONENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
@@ -37,23 +39,8 @@ _STATUS = re.compile(r"^Status:\s+(Enabled|Disabled)\b(?:\s+for\s+(.+?))?(?:\s{2
 _REFERENCE = re.compile(r"^(\d+)\s+(\S(?:.*?\S)?)\s+(\d+)\s+(\S.*?)\s*$")
 
 
-class PfctlError(Exception):
+class PfctlError(CommandError):
     """The one failure pfctl handling raises; modules turn it into fail_json in one place."""
-
-    def __init__(self, msg, cmd=None, rc=None, stdout="", stderr=""):
-        super().__init__(msg)
-        self.msg = msg
-        self.cmd = cmd
-        self.rc = rc
-        self.stdout = stdout
-        self.stderr = stderr
-
-    def fail_kwargs(self):
-        """Keyword arguments for AnsibleModule.fail_json."""
-        kwargs = {"msg": self.msg}
-        if self.cmd is not None:
-            kwargs.update(cmd=list(self.cmd), rc=self.rc, stdout=self.stdout, stderr=self.stderr)
-        return kwargs
 
 
 def validate_anchor_name(name):

@@ -11,10 +11,9 @@ import pathlib
 import subprocess
 import sys
 
-import pytest
-
 from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.agent_sandbox.native.tests.unit.plugins.modules import module_runner
 
 UNIT = pathlib.Path(__file__).resolve().parents[2]
 FAKES = UNIT / "fakes"
@@ -73,35 +72,7 @@ def base_directory():
     return {"users": users, "groups": groups}
 
 
-class ModuleExit(Exception):
-    """exit_json was called; args[0] is the result."""
-
-
-class ModuleFail(Exception):
-    """fail_json was called; args[0] is the result."""
-
-
-def run_module(monkeypatch, module, args, check_mode=False, diff=False):
-    """Run module.main() with args the way Ansible hands them over; return (result, failed)."""
-
-    def exit_json(self, **kwargs):
-        kwargs.setdefault("changed", False)
-        raise ModuleExit(kwargs)
-
-    def fail_json(self, msg, **kwargs):
-        kwargs.update(msg=msg, failed=True)
-        raise ModuleFail(kwargs)
-
-    warnings = []
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
-    monkeypatch.setattr(basic.AnsibleModule, "warn", lambda self, warning: warnings.append(warning))
-    payload = dict(args, _ansible_check_mode=check_mode, _ansible_diff=diff)
-    with patch_module_args(payload), pytest.raises((ModuleExit, ModuleFail)) as caught:
-        module.main()
-    result = caught.value.args[0]
-    result["warnings"] = warnings
-    return result, isinstance(caught.value, ModuleFail)
+run_module = module_runner.run_module
 
 
 class FakeDirectory:

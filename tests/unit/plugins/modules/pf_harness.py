@@ -11,9 +11,9 @@ import stat
 import subprocess
 import sys
 
-import pytest
-
 from ansible.module_utils import basic
+
+from ansible_collections.agent_sandbox.native.tests.unit.plugins.modules import module_runner
 
 UNIT = pathlib.Path(__file__).resolve().parents[2]
 FAKE_PFCTL = str(UNIT / "fakes" / "pfctl")
@@ -29,37 +29,9 @@ def fixture_lines(name):
     return [line for line in fixture_text(name).splitlines() if line.strip()]
 
 
-class ModuleExit(Exception):
-    """exit_json was called; args[0] is the result."""
-
-
-class ModuleFail(Exception):
-    """fail_json was called; args[0] is the result."""
-
-
 def run_module(monkeypatch, module, args, tmp_path, check_mode=False, diff=False):
-    """Run module.main() with args the way Ansible hands them over; return (result, failed)."""
-
-    def exit_json(self, **kwargs):
-        kwargs.setdefault("changed", False)
-        raise ModuleExit(kwargs)
-
-    def fail_json(self, msg, **kwargs):
-        kwargs.update(msg=msg, failed=True)
-        raise ModuleFail(kwargs)
-
-    warnings = []
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
-    monkeypatch.setattr(basic.AnsibleModule, "warn", lambda self, warning: warnings.append(warning))
-    payload = dict(args, _ansible_check_mode=check_mode, _ansible_diff=diff, _ansible_tmpdir=str(tmp_path))
-    monkeypatch.setattr(basic, "_ANSIBLE_ARGS", json.dumps({"ANSIBLE_MODULE_ARGS": payload}).encode())
-    monkeypatch.setattr(basic, "_ANSIBLE_PROFILE", "legacy")
-    with pytest.raises((ModuleExit, ModuleFail)) as caught:
-        module.main()
-    result = caught.value.args[0]
-    result["warnings"] = warnings
-    return result, isinstance(caught.value, ModuleFail)
+    """Run module.main() (see module_runner.run_module); tmp_path is the module's tmpdir."""
+    return module_runner.run_module(monkeypatch, module, args, check_mode=check_mode, diff=diff, tmpdir=tmp_path)
 
 
 class FakePfctl:
