@@ -10,7 +10,6 @@ placeholder scan and response masking run on every request, and the audit log on
 from __future__ import annotations
 
 import argparse
-import datetime
 import http.client
 import importlib.util
 import json
@@ -33,51 +32,15 @@ REPO = HERE.parents[1]
 ADDON = REPO / "roles" / "mitm_proxy" / "files" / "agent_sandbox_policy.py"
 TARGET = "localhost"
 
-
-# ------------------------------------------------------------------ test PKI
-
-def make_pki(directory):
-    """A throw-away CA and a server certificate for localhost/127.0.0.1, with `cryptography`."""
-    from cryptography import x509  # pylint: disable=import-outside-toplevel
-    from cryptography.hazmat.primitives import hashes, serialization  # pylint: disable=import-outside-toplevel
-    from cryptography.hazmat.primitives.asymmetric import ec  # pylint: disable=import-outside-toplevel
-    from cryptography.x509.oid import NameOID  # pylint: disable=import-outside-toplevel
-    import ipaddress  # pylint: disable=import-outside-toplevel
-
-    now = datetime.datetime.now(datetime.timezone.utc)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "agent-sandbox benchmark CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
-          .not_valid_after(now + datetime.timedelta(days=2))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                                       key_encipherment=False, data_encipherment=False, key_agreement=False,
-                                       encipher_only=False, decipher_only=False), critical=True)
-          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-          .sign(ca_key, hashes.SHA256()))
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, TARGET)]))
-            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=2))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(TARGET),
-                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    paths = {name: directory / name for name in ("ca.pem", "server.pem", "server.key")}
-    paths["ca.pem"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths["server.pem"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths["server.key"].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                      serialization.NoEncryption()))
-    return paths
+# The test CA and the HTTPS server are the live proxy tests' own (tests/unit/proxy/tls_server.py).
+sys.path.insert(0, str(REPO / "tests" / "unit" / "proxy"))
+from tls_server import https_server, make_pki  # noqa: E402  pylint: disable=wrong-import-position
 
 
 # ------------------------------------------------------------------ the HTTPS server (own process)
 
 def serve(certfile, keyfile, body_bytes):
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # pylint: disable=import-outside-toplevel
+    from http.server import BaseHTTPRequestHandler  # pylint: disable=import-outside-toplevel
 
     body = b"x" * body_bytes
 
@@ -95,11 +58,7 @@ def serve(certfile, keyfile, body_bytes):
         def log_message(self, *args):  # pylint: disable=arguments-differ
             pass
 
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(certfile, keyfile)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    server.socket = context.wrap_socket(server.socket, server_side=True)
+    server = https_server(Handler, certfile, keyfile)
     print(server.server_address[1], flush=True)
     server.serve_forever()
 

@@ -25,7 +25,6 @@ from xml.parsers.expat import ExpatError
 from ansible_collections.agent_sandbox.native.plugins.module_utils._errors import CommandError
 
 OPT_DIRS = ["/usr/bin", "/usr/sbin"]
-C_LOCALE = {"LANG": "C", "LC_ALL": "C"}
 
 USERS = "/Users"
 GROUPS = "/Groups"
@@ -351,6 +350,40 @@ class Directory:
         argv = checkmember_argv(self.bin("dseditgroup"), user, group)
         rc, out, _err = self.run(argv, what="Checking whether %s is in %s" % (user, group), ok=(0, NOT_A_MEMBER_RC))
         return rc == 0 and out.strip().startswith("yes")
+
+
+def record_argument_spec(id_option, **options):
+    """The argument_spec of a module that manages one record: name, state, the id option
+    (uid or gid) and its range, then the module's own options."""
+    spec = dict(
+        name=dict(type="str", required=True),
+        state=dict(type="str", choices=["present", "absent"], default="present"),
+    )
+    spec[id_option] = dict(type="int")
+    spec[id_option + "_range"] = dict(type="list", elements="int", default=[501, 599])
+    spec.update(options)
+    return spec
+
+
+def converge(module, kind, ensure_present, ensure_absent):
+    """Read the record named by the name option, bring it to the state option and return
+    the module result.
+
+    ensure_present and ensure_absent take (module, directory, name, record) and return
+    (before, after, extra): the views to diff and what the module adds to its result.
+    """
+    name = validate_name(module.params["name"], "group" if kind == GROUPS else "user")
+    directory = Directory(module)
+    record = directory.read(kind, name)
+    ensure = ensure_present if module.params["state"] == "present" else ensure_absent
+    before, after, extra = ensure(module, directory, name, record)
+    result = dict(changed=bool(directory.actions), name=name, state=after["state"],
+                  actions=directory.actions, **extra)
+    if module._diff:
+        result["diff"] = dict(before=before, after=after,
+                              before_header="%s (before)" % record_path(kind, name),
+                              after_header="%s (after)" % record_path(kind, name))
+    return result
 
 
 def pick_id(taken_by, wanted, id_range, name, id_word, record_word, option):

@@ -34,6 +34,7 @@ _MACRO_LINE = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*\s*=\s*".*"$')
 # pfctl -v -s rules adds counter lines; normalising them away keeps comparisons exact.
 _COUNTER_LINE = re.compile(r"^\[ .* \]$")
 _MISSING_ANCHOR = "DIOCGETRULES: Invalid argument"
+OPT_DIRS = ["/sbin", "/usr/sbin"]
 
 _STATUS = re.compile(r"^Status:\s+(Enabled|Disabled)\b(?:\s+for\s+(.+?))?(?:\s{2,}Debug:\s+(\S+))?\s*$")
 _REFERENCE = re.compile(r"^(\d+)\s+(\S(?:.*?\S)?)\s+(\d+)\s+(\S.*?)\s*$")
@@ -198,6 +199,11 @@ def _failure_message(failure, stderr, stdout, rc):
     lines = [line.strip() for line in (stderr or stdout).splitlines()]
     lines = [line for line in lines if line and line not in _NOISE]
     return "%s (rc=%s): %s" % (failure, rc, " ".join(lines) if lines else "no output")
+
+
+def find_pfctl(module):
+    """The pfctl_path option, or pfctl looked up in the PATH, /sbin and /usr/sbin."""
+    return module.params["pfctl_path"] or module.get_bin_path("pfctl", required=True, opt_dirs=OPT_DIRS)
 
 
 class Pfctl:

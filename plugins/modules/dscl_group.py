@@ -130,22 +130,27 @@ actions:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.agent_sandbox.native.plugins.module_utils._dscl import (
-    C_LOCALE,
     GROUPS,
     LOCKED_PASSWORD,
     USERS,
-    Directory,
     DsclError,
+    converge,
     create_argv,
     delete_argv,
     group_view,
     membership_argv,
     pick_id,
+    record_argument_spec,
     validate_id_range,
     validate_name,
 )
+from ansible_collections.agent_sandbox.native.plugins.module_utils._errors import run_and_exit
 
 PROTECTED = frozenset(["admin", "staff", "wheel", "everyone", "localaccounts"])
+
+
+def run(module):
+    return converge(module, GROUPS, ensure_present, ensure_absent)
 
 
 def ensure_present(module, directory, name, record):
@@ -201,54 +206,29 @@ def ensure_present(module, directory, name, record):
 
     after = dict(before, state="present", gid=gid, members=sorted((current - remove) | add),
                  real_name=p["real_name"] if p["real_name"] is not None else before.get("real_name"))
-    return before, after
+    return before, after, dict(gid=gid, members=after["members"])
 
 
-def ensure_absent(directory, name, record):
+def ensure_absent(_module, directory, name, record):
     before = group_view(name, record)
     if record is not None:
         if name in PROTECTED:
             raise DsclError("Refusing to delete the system group %s." % name)
         directory.write("delete group %s" % name, delete_argv(directory.bin("dscl"), GROUPS, name))
-    return before, group_view(name, None)
-
-
-def run(module):
-    name = validate_name(module.params["name"], "group")
-    directory = Directory(module)
-    record = directory.read(GROUPS, name)
-    if module.params["state"] == "present":
-        before, after = ensure_present(module, directory, name, record)
-    else:
-        before, after = ensure_absent(directory, name, record)
-    result = dict(changed=bool(directory.actions), name=name, state=after["state"], actions=directory.actions)
-    if after["state"] == "present":
-        result.update(gid=after["gid"], members=after["members"])
-    if module._diff:
-        result["diff"] = dict(before=before, after=after,
-                              before_header="%s/%s (before)" % (GROUPS, name),
-                              after_header="%s/%s (after)" % (GROUPS, name))
-    return result
+    return before, group_view(name, None), {}
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            name=dict(type="str", required=True),
-            state=dict(type="str", choices=["present", "absent"], default="present"),
-            gid=dict(type="int"),
-            gid_range=dict(type="list", elements="int", default=[501, 599]),
+        argument_spec=record_argument_spec(
+            "gid",
             real_name=dict(type="str"),
             members=dict(type="list", elements="str"),
             append=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )
-    module.run_command_environ_update = dict(C_LOCALE)
-    try:
-        module.exit_json(**run(module))
-    except DsclError as exc:
-        module.fail_json(**exc.fail_kwargs())
+    run_and_exit(module, run)
 
 
 if __name__ == "__main__":

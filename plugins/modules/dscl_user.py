@@ -213,12 +213,11 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.agent_sandbox.native.plugins.module_utils._dscl import (
     ADMIN_GROUP,
-    C_LOCALE,
     LOCKED_PASSWORD,
     PASSWORD_AUTHORITIES,
     USERS,
-    Directory,
     DsclError,
+    converge,
     create_argv,
     createhomedir_argv,
     delete_argv,
@@ -227,11 +226,12 @@ from ansible_collections.agent_sandbox.native.plugins.module_utils._dscl import 
     membership_argv,
     owned_directory,
     pick_id,
+    record_argument_spec,
     remove_tree,
     user_view,
     validate_id_range,
-    validate_name,
 )
+from ansible_collections.agent_sandbox.native.plugins.module_utils._errors import run_and_exit
 
 DEFAULT_SHELL = "/bin/zsh"
 # Written in this order; the password lock comes first so the record is never loginable.
@@ -241,6 +241,10 @@ ATTRIBUTES = (
     ("home", "NFSHomeDirectory"),
     ("real_name", "RealName"),
 )
+
+
+def run(module):
+    return converge(module, USERS, ensure_present, ensure_absent)
 
 
 def ensure_present(module, directory, name, record):
@@ -332,7 +336,7 @@ def ensure_present(module, directory, name, record):
                  hidden=p["hidden"] if p["hidden"] is not None else before.get("hidden", False),
                  password_locked=True if p["password_locked"] else before.get("password_locked", False),
                  groups=groups, admin=ADMIN_GROUP in groups)
-    return before, after, dict(uid=uid, admin_removed=admin_removed)
+    return before, after, dict(user=after, uid=uid, admin_removed=admin_removed)
 
 
 def check_primary_group(name, primary, p, table, creating):
@@ -377,7 +381,7 @@ def plan_groups(name, current, p, table):
 def ensure_absent(module, directory, name, record):
     if record is None:
         view = user_view(name, None, {})
-        return view, view, {}
+        return view, view, dict(user=view)
     table = directory.groups()
     before = user_view(name, record, table)
     uid = before["uid"]
@@ -395,33 +399,14 @@ def ensure_absent(module, directory, name, record):
         else:
             module.warn("Not removing %s: it is not a directory owned by uid %s." % (home, uid))
     directory.write("delete user %s" % name, delete_argv(directory.bin("dscl"), USERS, name))
-    return before, user_view(name, None, {}), {}
-
-
-def run(module):
-    name = validate_name(module.params["name"])
-    directory = Directory(module)
-    record = directory.read(USERS, name)
-    if module.params["state"] == "present":
-        before, after, extra = ensure_present(module, directory, name, record)
-    else:
-        before, after, extra = ensure_absent(module, directory, name, record)
-    result = dict(changed=bool(directory.actions), name=name, state=after["state"],
-                  actions=directory.actions, user=after, **extra)
-    if module._diff:
-        result["diff"] = dict(before=before, after=after,
-                              before_header="%s/%s (before)" % (USERS, name),
-                              after_header="%s/%s (after)" % (USERS, name))
-    return result
+    after = user_view(name, None, {})
+    return before, after, dict(user=after)
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            name=dict(type="str", required=True),
-            state=dict(type="str", choices=["present", "absent"], default="present"),
-            uid=dict(type="int"),
-            uid_range=dict(type="list", elements="int", default=[501, 599]),
+        argument_spec=record_argument_spec(
+            "uid",
             primary_group_id=dict(type="int"),
             shell=dict(type="str"),
             home=dict(type="path"),
@@ -436,11 +421,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    module.run_command_environ_update = dict(C_LOCALE)
-    try:
-        module.exit_json(**run(module))
-    except DsclError as exc:
-        module.fail_json(**exc.fail_kwargs())
+    run_and_exit(module, run)
 
 
 if __name__ == "__main__":

@@ -77,13 +77,12 @@ user:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.agent_sandbox.native.plugins.module_utils._dscl import (
-    C_LOCALE,
     USERS,
     Directory,
-    DsclError,
     user_view,
     validate_name,
 )
+from ansible_collections.agent_sandbox.native.plugins.module_utils._errors import run_and_exit
 
 
 def run(module):
@@ -102,11 +101,7 @@ def main():
         argument_spec=dict(name=dict(type="str")),
         supports_check_mode=True,
     )
-    module.run_command_environ_update = dict(C_LOCALE)
-    try:
-        module.exit_json(**run(module))
-    except DsclError as exc:
-        module.fail_json(**exc.fail_kwargs())
+    run_and_exit(module, run)
 
 
 if __name__ == "__main__":

@@ -138,9 +138,11 @@ import tempfile
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_bytes, to_native
 
+from ansible_collections.agent_sandbox.native.plugins.module_utils._errors import run_and_exit
 from ansible_collections.agent_sandbox.native.plugins.module_utils._pfctl import (
     Pfctl,
     PfctlError,
+    find_pfctl,
     rules_diff_text,
     rules_to_text,
     validate_anchor_name,
@@ -218,6 +220,11 @@ def converge(module, pfctl, name):
     return result
 
 
+def run(module):
+    name = validate_anchor_name(module.params["name"])
+    return converge(module, Pfctl(module, find_pfctl(module)), name)
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -232,15 +239,7 @@ def main():
         required_if=[("state", "present", ("rules", "src"), True)],
         supports_check_mode=True,
     )
-    module.run_command_environ_update = {"LANG": "C", "LC_ALL": "C"}
-
-    try:
-        name = validate_anchor_name(module.params["name"])
-        path = module.params["pfctl_path"] or module.get_bin_path("pfctl", required=True, opt_dirs=["/sbin", "/usr/sbin"])
-        result = converge(module, Pfctl(module, path), name)
-    except PfctlError as exc:
-        module.fail_json(**exc.fail_kwargs())
-    module.exit_json(**result)
+    run_and_exit(module, run)
 
 
 if __name__ == "__main__":

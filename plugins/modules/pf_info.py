@@ -120,7 +120,8 @@ rules:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.agent_sandbox.native.plugins.module_utils._pfctl import Pfctl, PfctlError
+from ansible_collections.agent_sandbox.native.plugins.module_utils._errors import run_and_exit
+from ansible_collections.agent_sandbox.native.plugins.module_utils._pfctl import Pfctl, find_pfctl
 
 
 def gather(pfctl, anchor):
@@ -139,6 +140,10 @@ def gather(pfctl, anchor):
     }
 
 
+def run(module):
+    return gather(Pfctl(module, find_pfctl(module)), module.params["anchor"] or "")
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -147,15 +152,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    module.run_command_environ_update = {"LANG": "C", "LC_ALL": "C"}
-
-    anchor = module.params["anchor"] or ""
-    try:
-        path = module.params["pfctl_path"] or module.get_bin_path("pfctl", required=True, opt_dirs=["/sbin", "/usr/sbin"])
-        result = gather(Pfctl(module, path), anchor)
-    except PfctlError as exc:
-        module.fail_json(**exc.fail_kwargs())
-    module.exit_json(**result)
+    run_and_exit(module, run)
 
 
 if __name__ == "__main__":

@@ -15,11 +15,12 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
-from proxy_helpers import ADDON_PATH, PLACEHOLDER, SECRET, make_pki, write_json
+from proxy_helpers import ADDON_PATH, PLACEHOLDER, SECRET, write_json
+from tls_server import https_server, make_pki
 
 pytestmark = pytest.mark.skipif(not pathlib.Path(sys.executable).with_name("mitmdump").exists(),
                                 reason="mitmproxy is not installed next to this python")
@@ -74,11 +75,7 @@ class RawListener(threading.Thread):
 def proxy(tmp_path_factory):
     work = tmp_path_factory.mktemp("live")
     pki = make_pki(work)
-    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server_ctx.load_cert_chain(pki["server.pem"], pki["server.key"])
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
-    server.daemon_threads = True
-    server.socket = server_ctx.wrap_socket(server.socket, server_side=True)
+    server = https_server(Echo, pki["server.pem"], pki["server.key"])
     threading.Thread(target=server.serve_forever, daemon=True).start()
     raw = RawListener()
     raw.start()

@@ -6,12 +6,9 @@
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import subprocess
 import sys
-
-from ansible.module_utils import basic
 
 from ansible_collections.agent_sandbox.native.tests.unit.plugins.modules import module_runner
 
@@ -75,26 +72,15 @@ def base_directory():
 run_module = module_runner.run_module
 
 
-class FakeDirectory:
-    """The stand-ins in tests/unit/fakes with a state directory of their own."""
+class FakeDirectory(module_runner.StandIns):
+    """The stand-ins in tests/unit/fakes (dscl, dseditgroup, createhomedir) with a state directory of their own."""
 
     def __init__(self, monkeypatch, state_dir, directory=None):
-        self.state_dir = pathlib.Path(state_dir)
+        super().__init__(monkeypatch, state_dir, {tool: str(FAKES / tool) for tool in TOOLS})
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.bin_path_requests = []
         self.write_state(directory if directory is not None else base_directory())
         monkeypatch.setenv("DSCL_FAKE_STATE", str(self.state_dir))
         monkeypatch.delenv("DSCL_FAKE_READONLY", raising=False)
-        # The stand-ins' shebang is `env python`: make it the interpreter running the tests.
-        monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
-        fake = self
-
-        def get_bin_path(module, arg, required=False, opt_dirs=None):
-            fake.bin_path_requests.append((arg, required, opt_dirs))
-            return str(FAKES / arg) if arg in TOOLS else None
-
-        # Never the host's tools: on a Mac the real dscl would be found in /usr/bin.
-        monkeypatch.setattr(basic.AnsibleModule, "get_bin_path", get_bin_path)
 
     def write_state(self, directory):
         (self.state_dir / "directory.json").write_text(json.dumps(directory, indent=1, sort_keys=True))
@@ -114,16 +100,7 @@ class FakeDirectory:
 
     def calls(self):
         """[(tool, argv without the program)] in order."""
-        path = self.state_dir / "calls.jsonl"
-        if not path.exists():
-            return []
-        entries = [json.loads(line) for line in path.read_text().splitlines()]
-        return [(entry["tool"], entry["argv"][1:]) for entry in entries]
-
-    def clear_calls(self):
-        path = self.state_dir / "calls.jsonl"
-        if path.exists():
-            path.unlink()
+        return [(entry["tool"], entry["argv"][1:]) for entry in self.logged_calls()]
 
     def writes(self):
         return [call for call in self.calls() if is_write(*call)]
@@ -139,33 +116,9 @@ def is_write(tool, argv):
     return True
 
 
-class ScriptedRunCommand:
-    """A run_command stand-in that asserts the exact ordered argv and answers from a script.
+class ScriptedRunCommand(module_runner.ScriptedRunCommand):
+    """module_runner.ScriptedRunCommand with the binaries at their macOS paths."""
 
-    The script is a list of (expected argv, answer): answer is (rc, stdout, stderr), or a function
-    returning one (to imitate a side effect). Binaries resolve to their macOS paths.
-    """
-
-    def __init__(self, monkeypatch, script):
-        self.script = list(script)
-        self.calls = []
-        self.environ = []
-        runner = self
-
-        def run_command(module, args, **kwargs):
-            runner.calls.append(list(args))
-            runner.environ.append(dict(module.run_command_environ_update))
-            assert runner.script, "unexpected command: %r" % (args,)
-            expected, answer = runner.script.pop(0)
-            assert list(args) == expected, "expected %r, got %r" % (expected, list(args))
-            return answer() if callable(answer) else answer
-
-        def get_bin_path(module, arg, required=False, opt_dirs=None):
-            assert required is True and opt_dirs == OPT_DIRS, (arg, required, opt_dirs)
-            return REAL_PATHS[arg]
-
-        monkeypatch.setattr(basic.AnsibleModule, "run_command", run_command)
-        monkeypatch.setattr(basic.AnsibleModule, "get_bin_path", get_bin_path)
-
-    def done(self):
-        assert not self.script, "commands never run: %r" % ([step[0] for step in self.script],)
+    def bin_path(self, arg, required, opt_dirs):
+        assert required is True and opt_dirs == OPT_DIRS, (arg, required, opt_dirs)
+        return REAL_PATHS[arg]

@@ -9,9 +9,6 @@ import os
 import pathlib
 import stat
 import subprocess
-import sys
-
-from ansible.module_utils import basic
 
 from ansible_collections.agent_sandbox.native.tests.unit.plugins.modules import module_runner
 
@@ -34,41 +31,22 @@ def run_module(monkeypatch, module, args, tmp_path, check_mode=False, diff=False
     return module_runner.run_module(monkeypatch, module, args, check_mode=check_mode, diff=diff, tmpdir=tmp_path)
 
 
-class FakePfctl:
+class FakePfctl(module_runner.StandIns):
     """The stand-in at tests/unit/fakes/pfctl with its own state directory."""
 
     def __init__(self, monkeypatch, state_dir):
+        super().__init__(monkeypatch, state_dir, {"pfctl": FAKE_PFCTL})
         self.path = FAKE_PFCTL
-        self.state_dir = pathlib.Path(state_dir)
-        self.bin_path_requests = []
         monkeypatch.setenv("FAKE_PFCTL_STATE", str(self.state_dir))
         monkeypatch.setenv("FAKE_PFCTL_USERS", "agent=501,admin=502")
-        # The stand-in's shebang is `env python`: make it the interpreter running the tests.
-        monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
-
-        fake = self
-
-        def get_bin_path(module, arg, required=False, opt_dirs=None):
-            fake.bin_path_requests.append((arg, required, opt_dirs))
-            return fake.path if arg == "pfctl" else None
-
-        # Never the host's pfctl: on a Mac the real one would be found in /sbin.
-        monkeypatch.setattr(basic.AnsibleModule, "get_bin_path", get_bin_path)
 
     def __call__(self, *args, stdin=None):
         proc = subprocess.run([self.path] + list(args), input=stdin, capture_output=True, text=True, check=False)
         return proc.returncode, proc.stdout, proc.stderr
 
     def calls(self):
-        path = self.state_dir / "calls.jsonl"
-        if not path.exists():
-            return []
-        return [json.loads(line)[1:] for line in path.read_text().splitlines()]
-
-    def clear_calls(self):
-        path = self.state_dir / "calls.jsonl"
-        if path.exists():
-            path.unlink()
+        """[argv without the program] in order."""
+        return [entry[1:] for entry in self.logged_calls()]
 
     def state(self):
         self("-s", "info")  # make sure the state file exists
@@ -108,35 +86,17 @@ class RulesFile:
         return True
 
 
-class ScriptedRunCommand:
-    """A run_command stand-in that asserts the exact ordered argv and answers from a script.
+class ScriptedRunCommand(module_runner.ScriptedRunCommand):
+    """module_runner.ScriptedRunCommand where a RulesFile in the expected argv matches the
+    temporary rules file, and pfctl is /sbin/pfctl."""
 
-    The script is a list of (expected argv, (rc, stdout, stderr)); a RulesFile in the expected
-    argv matches the temporary rules file.
-    """
+    def match(self, expected, args):
+        assert len(args) == len(expected), "expected %r, got %r" % (expected, args)
+        for want, got in zip(expected, args):
+            if isinstance(want, RulesFile):
+                assert want.matches(got), "expected the rules file, got %r" % (got,)
+            else:
+                assert want == got, "expected %r, got %r" % (expected, args)
 
-    def __init__(self, monkeypatch, script):
-        self.script = list(script)
-        self.calls = []
-        self.environ = []
-        runner = self
-
-        def run_command(module, args, **kwargs):
-            runner.calls.append(list(args))
-            runner.environ.append(dict(module.run_command_environ_update))
-            assert runner.script, "unexpected command: %r" % (args,)
-            expected, answer = runner.script.pop(0)
-            assert len(args) == len(expected), "expected %r, got %r" % (expected, args)
-            for want, got in zip(expected, args):
-                if isinstance(want, RulesFile):
-                    assert want.matches(got), "expected the rules file, got %r" % (got,)
-                else:
-                    assert want == got, "expected %r, got %r" % (expected, args)
-            return answer
-
-        monkeypatch.setattr(basic.AnsibleModule, "run_command", run_command)
-        monkeypatch.setattr(basic.AnsibleModule, "get_bin_path",
-                            lambda module, arg, required=False, opt_dirs=None: "/sbin/pfctl")
-
-    def done(self):
-        assert not self.script, "commands never run: %r" % ([step[0] for step in self.script],)
+    def bin_path(self, arg, required, opt_dirs):
+        return "/sbin/pfctl"
