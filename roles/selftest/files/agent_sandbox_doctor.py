@@ -289,7 +289,7 @@ class Doctor:
             self.record(res.get("status") == 403 and res.get("block", "").startswith("policy"),
                         "blocked host gets the policy 403", "GET " + url, res["detail"])
         leak = self.cfg.get("leak_probe")
-        if leak:
+        if leak and leak.get("url"):
             res = self.as_agent("http", leak["url"], json.dumps({leak["header"]: leak["placeholder"]}),
                                 self.timeout * 3)
             self.record(res.get("status") == 403, "placeholder sent to a wrong host refused",
