@@ -3,9 +3,10 @@
 Each attempt runs inside the container as the agent (must fail) and as the
 admin (must succeed), so a broken test server cannot pass for a firewall.
 """
+import importlib.util
 import json
 import os
-import subprocess
+import shlex
 
 import pytest
 
@@ -13,12 +14,28 @@ IPV6 = "fd00::2"
 PROBE = "python3 /usr/local/bin/hf-probe.py"
 
 
+def case_runner():
+    """molecule/shared/case_runner.py, shared with the sandbox_user scenario."""
+    path = os.path.join(os.environ["MOLECULE_SCENARIO_DIRECTORY"], "..", "shared", "case_runner.py")
+    spec = importlib.util.spec_from_file_location("case_runner", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def as_user(host, user, cmd):
     return host.run("runuser -u %s -- %s" % (user, cmd))
 
 
+_IPV4 = {}
+
+
 def ipv4(host):
-    return host.ansible("setup", "gather_subset=network")["ansible_facts"]["ansible_default_ipv4"]["address"]
+    name = host.backend.get_hostname()
+    if name not in _IPV4:  # asking Ansible takes seconds, and the address stays
+        facts = host.ansible("setup", "gather_subset=network")["ansible_facts"]
+        _IPV4[name] = facts["ansible_default_ipv4"]["address"]
+    return _IPV4[name]
 
 
 def uid(host, user):
@@ -31,6 +48,13 @@ def dropped(host):
         if "counter" in item:
             return item["counter"]["packets"]
     raise AssertionError(out)
+
+
+def probe_each(host, user, targets):
+    """Run every probe at once as user; return {target: "ok" or what went wrong}."""
+    out = as_user(host, user, "%s --each %s" % (PROBE, " ".join(shlex.quote(t) for t in targets)))
+    assert out.rc == 0, out.stdout + out.stderr
+    return json.loads(out.stdout)
 
 
 def blocked_targets(host):
@@ -46,17 +70,18 @@ def blocked_targets(host):
 
 
 def check_blocked(host):
-    for target in blocked_targets(host):
-        agent = as_user(host, "agent", "%s %s" % (PROBE, target))
-        admin = as_user(host, "admin", "%s %s" % (PROBE, target))
-        assert admin.rc == 0, "control failed, admin: %s: %s" % (target, admin.stdout + admin.stderr)
-        assert agent.rc != 0, "agent reached %s" % target
+    targets = blocked_targets(host)
+    admin = probe_each(host, "admin", targets)
+    agent = probe_each(host, "agent", targets)
+    for target in targets:
+        assert admin[target] == "ok", "control failed, admin: %s: %s" % (target, admin[target])
+        assert agent[target] != "ok", "agent reached %s" % target
 
 
 def check_allowed(host):
-    for target in ("tcp 127.0.0.1 8080", "tcp ::1 8080", "tcp 127.0.0.1 9005", "tcp ::1 9005"):
-        agent = as_user(host, "agent", "%s %s" % (PROBE, target))
-        assert agent.rc == 0, "agent cannot reach %s: %s" % (target, agent.stdout + agent.stderr)
+    targets = ["tcp 127.0.0.1 8080", "tcp ::1 8080", "tcp 127.0.0.1 9005", "tcp ::1 9005"]
+    for target, result in probe_each(host, "agent", targets).items():
+        assert result == "ok", "agent cannot reach %s: %s" % (target, result)
 
 
 def test_rules_file_unit_and_table(host):
@@ -148,34 +173,56 @@ def test_nftables_service_keeps_our_table(host, action):
     check_allowed(host)
 
 
-def side_run(host, **extra):
-    """Apply the role to this host only, with extra vars; return (rc, output)."""
-    scenario = os.environ["MOLECULE_SCENARIO_DIRECTORY"]
-    cmd = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
-           "--limit", host.backend.get_hostname(), "-e", json.dumps(extra),
-           os.path.join(scenario, "side_converge.yml")]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    return proc.returncode, proc.stdout + proc.stderr
+# The rules nft has loaded, without counter values, and the file they came from.
+LOADED_STATE = "nft -s list table inet agent_sandbox && sha256sum /etc/agent-sandbox/firewall.nft"
 
 
 def loaded_state(host):
-    rules = host.check_output("nft -s list table inet agent_sandbox")
-    return rules, host.file("/etc/agent-sandbox/firewall.nft").sha256sum
+    return host.check_output(LOADED_STATE)
 
 
-@pytest.mark.parametrize("extra, message", [
-    ({"host_firewall_extra_rules": ["meta skuid 0 frobnicate"]}, "nft rejected the new rules"),
-    ({"host_firewall_agents": [{"user": "nosuchuser", "proxy_port": 8080}]}, "'nosuchuser' does not exist"),
-    ({"host_firewall_agents": [{"user": "agent", "proxy_port": 70000}]}, "between 1 and 65535, got 70000"),
-    ({"host_firewall_extra_loopback_ports": ["ssh"]}, "got 'ssh'"),
-    ({"host_firewall_extra_loopback_ports": ["9010-9000"]}, "got '9010-9000'"),
-], ids=["nft-rejects", "unknown-user", "port-range", "not-a-port", "backwards-range"])
-def test_bad_settings_fail_and_keep_the_old_rules(host, extra, message):
-    before = loaded_state(host)
-    rc, out = side_run(host, **extra)
-    assert rc != 0, out
-    assert message in out, out
-    if "extra_rules" in str(extra):
-        assert "frobnicate" in out and "Error" in out, out  # nft's own message
-    assert loaded_state(host) == before
+# Each case: settings the role must refuse, and what its failure must say.
+BAD_SETTINGS = {
+    "nft-rejects": ({"host_firewall_extra_rules": ["meta skuid 0 frobnicate"]}, "nft rejected the new rules"),
+    "unknown-user": ({"host_firewall_agents": [{"user": "nosuchuser", "proxy_port": 8080}]},
+                     "'nosuchuser' does not exist"),
+    "port-range": ({"host_firewall_agents": [{"user": "agent", "proxy_port": 70000}]},
+                   "between 1 and 65535, got 70000"),
+    "not-a-port": ({"host_firewall_extra_loopback_ports": ["ssh"]}, "got 'ssh'"),
+    "backwards-range": ({"host_firewall_extra_loopback_ports": ["9010-9000"]}, "got '9010-9000'"),
+}
+
+
+@pytest.fixture(scope="module")
+def bad_settings_report(tmp_path_factory):
+    """Every bad-settings case on every host, in one ansible-playbook run (molecule/shared/case_runner.py):
+    tasks/bad_settings_case.yml reads the loaded rules before and after each case.
+    Returns {host: {case: {failure, before, after}}, "output": ...}."""
+    scenario = os.environ["MOLECULE_SCENARIO_DIRECTORY"]
+    cases = [(case, dict(settings, hf_case=case, hf_loaded_state=LOADED_STATE))
+             for case, (settings, _message) in BAD_SETTINGS.items()]
+    report, output = case_runner().run_cases(
+        tmp_path_factory.mktemp("bad_settings"), "Apply host_firewall with bad settings", cases,
+        os.path.join(scenario, "tasks", "bad_settings_case.yml"), "hf_report", gather_first=True)
+    report["output"] = output
+    return report
+
+
+@pytest.mark.parametrize("case", BAD_SETTINGS)
+def test_bad_settings_fail_and_keep_the_old_rules(host, bad_settings_report, case):
+    message = BAD_SETTINGS[case][1]
+    result = bad_settings_report[host.backend.get_hostname()][case]
+    failure = json.dumps(result["failure"])
+    assert result["failure"], "the role accepted %s: %s" % (case, bad_settings_report["output"])
+    assert message in failure, failure
+    if case == "nft-rejects":
+        assert "frobnicate" in failure and "Error" in failure, failure  # nft's own message
+    assert result["after"] == result["before"]
+    # The state the run read is the live one, and nothing changed it since.
+    assert loaded_state(host) == result["before"]
+
+
+@pytest.mark.usefixtures("bad_settings_report")
+def test_agent_still_blocked_after_bad_settings(host):
     check_blocked(host)
+    check_allowed(host)

@@ -5,9 +5,9 @@ control showing that the allowed path works, so a broken test host cannot
 make a refusal look like a protection.
 """
 
+import importlib.util
 import json
 import os
-import subprocess
 
 import pytest
 
@@ -15,6 +15,15 @@ AGENT = "agent"
 ADMIN = "admin"
 PRIVILEGED = {"sudo", "wheel", "admin", "adm", "root", "disk", "shadow", "systemd-journal", "docker", "lxd"}
 SCENARIO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def case_runner():
+    """molecule/shared/case_runner.py, shared with the host_firewall scenario."""
+    spec = importlib.util.spec_from_file_location(
+        "case_runner", os.path.join(SCENARIO, "..", "shared", "case_runner.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _sq(text):
@@ -228,27 +237,38 @@ def test_agent_run_without_arguments_is_a_login_shell(host):
 
 # Bad input stops in validation, before anything changes.
 
-BAD_INPUT = [
-    ({"sandbox_user_name": "root"}, "The agent must not be root"),
-    ({"sandbox_user_name": ADMIN}, "The agent must not be the admin"),
-    ({"sandbox_user_name": "Bad Name"}, "A user name must match"),
-    ({"sandbox_user_name": "agent2", "sandbox_user_uid": "ADMIN_UID"}, "belongs to 'admin'"),
-]
+# Each case: input the role must refuse, and what its failure must say.
+BAD_INPUT = {
+    "The agent must not be root": {"sandbox_user_name": "root"},
+    "The agent must not be the admin": {"sandbox_user_name": ADMIN},
+    "A user name must match": {"sandbox_user_name": "Bad Name"},
+    "belongs to 'admin'": {"sandbox_user_name": "agent2", "sandbox_user_uid": "{{ su_admin_uid }}"},
+}
+WATCHED_STATE = "sha256sum /etc/sudoers.d/agent-sandbox /etc/passwd /etc/group /etc/cron.deny"
 
 
-@pytest.mark.parametrize("extra_vars,message", BAD_INPUT, ids=[c[1] for c in BAD_INPUT])
-def test_bad_input_stops_in_validation(host, extra_vars, message):
-    extra_vars = {k: (host.user(ADMIN).uid if v == "ADMIN_UID" else v) for k, v in extra_vars.items()}
-    watched = "/etc/sudoers.d/agent-sandbox /etc/passwd /etc/group /etc/cron.deny"
-    before = host.run("sha256sum %s" % watched).stdout
-    result = subprocess.run(
-        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "--limit", host.backend.get_hostname(),
-         "-e", json.dumps(extra_vars), os.path.join(SCENARIO, "bad_input.yml")],
-        capture_output=True, text=True, check=False, env=dict(os.environ, ANSIBLE_NOCOLOR="1"),
-    )
-    out = result.stdout + result.stderr
-    assert result.returncode != 0, out
-    assert message in out, out
-    assert "Check each agent's name and uid" in out, out
-    assert host.run("sha256sum %s" % watched).stdout == before
+@pytest.fixture(scope="module")
+def bad_input_report(tmp_path_factory):
+    """Every bad-input case on every host, in one ansible-playbook run (molecule/shared/case_runner.py):
+    tasks/bad_input_case.yml reads the watched files' checksums before and after each case.
+    Returns {host: {case: {failure, before, after}}, "output": ...}."""
+    cases = [(case, dict(settings, sandbox_user_admin=ADMIN, su_case=case, su_watched_state=WATCHED_STATE))
+             for case, settings in BAD_INPUT.items()]
+    report, output = case_runner().run_cases(
+        tmp_path_factory.mktemp("bad_input"), "Apply sandbox_user with bad input", cases,
+        os.path.join(SCENARIO, "tasks", "bad_input_case.yml"), "su_report")
+    report["output"] = output
+    return report
+
+
+@pytest.mark.parametrize("message", BAD_INPUT)
+def test_bad_input_stops_in_validation(host, bad_input_report, message):
+    result = bad_input_report[host.backend.get_hostname()][message]
+    assert result["failure"], "the role accepted %s: %s" % (BAD_INPUT[message], bad_input_report["output"])
+    failure = json.dumps(result["failure"])
+    assert message in failure, failure
+    assert result["failure"]["task"] == "Check each agent's name and uid", failure
+    assert result["after"] == result["before"]
+    # The checksums the run read are the live ones, and nothing changed them since.
+    assert host.check_output(WATCHED_STATE).splitlines() == result["before"]
     assert not host.user("agent2").exists
