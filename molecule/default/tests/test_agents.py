@@ -2,6 +2,7 @@
 its own user, reaches only its own proxy listener, gets its own extra rules and
 only its own secret. Debian 12 keeps the single-agent default."""
 import json
+import re
 
 import pytest
 
@@ -84,9 +85,13 @@ def test_each_agent_gets_only_its_own_secret(host):
         assert code == "200", "%s: %s" % (agent, code)
         arrived = api_requests(host)[before:]
         assert [r["headers"].get("x-api-key") for r in arrived] == [secret], arrived
-    # agent2 holding the first agent's placeholder: its listener refuses it as a leak
-    # and nothing reaches the upstream, least of all the first agent's secret.
-    before = len(api_requests(host))
-    code = fetch(host, "agent2", "https://api.secret.test/echo", "-H", "'x-api-key: %s'" % AGENTS["agent"][1])
-    assert code == "403"
-    assert api_requests(host)[before:] == []
+    # Each agent holding the other's placeholder: its listener refuses it as a leak
+    # and nothing reaches the upstream, least of all the other agent's secret.
+    for agent, other in (("agent2", "agent"), ("agent", "agent2")):
+        before = len(api_requests(host))
+        out = as_agent(host, agent, "curl -sS -m 10 -o /dev/null -D - -H 'x-api-key: %s' https://api.secret.test/echo"
+                       % AGENTS[other][1])
+        # -D - shows the tunnel's "200 Connection established", then the refused request.
+        assert re.findall(r"^HTTP/\S+ (\d{3})", out.stdout, re.M)[-1:] == ["403"], out.stdout
+        assert re.search(r"^x-agent-sandbox-block: policy;.*reason=leak", out.stdout, re.M | re.I), out.stdout
+        assert api_requests(host)[before:] == []

@@ -27,6 +27,14 @@ def test_every_required_check_ran(report):
     assert REQUIRED <= ran, REQUIRED - ran
 
 
+def test_every_agent_was_checked(host, report):
+    # Debian 13 runs two agents (group_vars/trixie.yml): the doctor must try both.
+    agents = {"agent", "agent2"} if host.backend.get_hostname().endswith("-trixie") else {"agent"}
+    assert {r["agent"] for r in report[1]["results"]} == agents
+    for agent in agents:
+        assert REQUIRED <= {r["check"] for r in report[1]["results"] if r["agent"] == agent}, agent
+
+
 def test_every_check_passed(report):
     rc, data = report
     failed = [r for r in data["results"] if r["status"] != "PASS"]

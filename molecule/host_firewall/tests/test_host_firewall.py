@@ -187,9 +187,15 @@ BAD_SETTINGS = {
     "unknown-user": ({"host_firewall_agents": [{"user": "nosuchuser", "proxy_port": 8080}]},
                      "'nosuchuser' does not exist"),
     "port-range": ({"host_firewall_agents": [{"user": "agent", "proxy_port": 70000}]},
-                   "between 1 and 65535, got 70000"),
+                   "between 1024 and 65535, got 70000"),
     "not-a-port": ({"host_firewall_extra_loopback_ports": ["ssh"]}, "got 'ssh'"),
     "backwards-range": ({"host_firewall_extra_loopback_ports": ["9010-9000"]}, "got '9010-9000'"),
+    # Several agents: none may reach another's listener, and none may be dropped while it exists.
+    "shared-port": ({"host_firewall_agents": [{"user": "agent", "proxy_port": 8080}, {"user": "admin", "proxy_port": 8080}]},
+                    "give each its own proxy_port"),
+    "extra-covers-proxy": ({"host_firewall_extra_loopback_ports": ["8000-8100"]}, "covers proxy port(s) [8080]"),
+    "dropped-agent": ({"host_firewall_agents": [{"user": "admin", "proxy_port": 8081}]},
+                      "not in host_firewall_agents (or agent_sandbox_agents) any more and still exists"),
 }
 
 

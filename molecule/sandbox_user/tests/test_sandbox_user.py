@@ -242,6 +242,7 @@ BAD_INPUT = {
     "The agent must not be root": {"sandbox_user_name": "root"},
     "The agent must not be the admin": {"sandbox_user_name": ADMIN},
     "A user name must match": {"sandbox_user_name": "Bad Name"},
+    "is a user of agent-sandbox itself": {"sandbox_user_name": "agent-proxy"},
     "belongs to 'admin'": {"sandbox_user_name": "agent2", "sandbox_user_uid": "{{ su_admin_uid }}"},
 }
 WATCHED_STATE = "sha256sum /etc/sudoers.d/agent-sandbox /etc/passwd /etc/group /etc/cron.deny"
