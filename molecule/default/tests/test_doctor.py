@@ -70,8 +70,11 @@ def test_proxy_stopped_means_no_network(host):
     try:
         via_proxy = agent_fetch(host, "https://allowed.test/")
         direct = host.run("runuser -u admin -- agent-run curl -sS -m 5 --noproxy '*' -k https://allowed.test/")
+        # Control: the admin, not confined, reaches the site directly meanwhile.
+        admin = host.run("runuser -u admin -- curl -sS -m 5 --noproxy '*' -k -o /dev/null https://allowed.test/")
         assert via_proxy.stdout in ("000", "") and via_proxy.rc != 0
         assert direct.rc != 0
+        assert admin.rc == 0, admin.stderr
     finally:
         assert host.run("systemctl start agent-sandbox-proxy.service").rc == 0
     for _attempt in range(30):

@@ -117,6 +117,7 @@ def test_canary_rollout_fails_on_the_second_laptop(canary):
 
 def test_canary_rollout_never_reaches_the_third_laptop(canary):
     rc, out, recap = canary
+    assert A1 in recap and A2 in recap, out  # the recap was read
     assert B1 not in recap, out
     assert "[%s]" % B1 not in out, out
 

@@ -240,8 +240,12 @@ def test_agent_cannot_read_secrets_or_the_proxy_process(host):
     assert SECRET in secrets.content_string  # control: it is there, for the proxy
     # Nothing the agent can read anywhere holds the value: argv, files, its own environment.
     assert SECRET not in host.file("/proc/%s/cmdline" % pid).content_string
-    found = as_agent(host, "grep -rlsF -e %s /etc /opt /var /srv /home /tmp /run /usr/local; env" % SECRET)
-    assert SECRET not in found.stdout
+    where = "/etc /opt /var /srv /home /tmp /run /usr/local"
+    found = as_agent(host, "grep -rlsF -e %s %s" % (SECRET, where))
+    assert found.stdout.strip() == "", found.stdout  # grep -l names the files it could read
+    # Control: the same search as root does find the secrets file.
+    assert "/etc/agent-sandbox/proxy/secrets.json" in host.run("grep -rlsF -e %s %s" % (SECRET, where)).stdout
+    assert SECRET not in as_agent(host, "env").stdout
     assert PLACEHOLDER in as_agent(host, ". ~/.agent-env && env").stdout
 
 

@@ -1,5 +1,7 @@
 """nix_tools: one shared tool profile both users run and only root can change (promise 10)."""
 
+import re
+
 import pytest
 
 PROFILE = "/nix/var/nix/profiles/agent-sandbox"
@@ -84,7 +86,10 @@ def test_agent_cannot_add_a_substituter(host):
 def test_store_says_agent_untrusted_where_nix_reports_it(host):
     ping = as_user(host, "agent", NIX + " store ping")
     assert ping.rc == 0, ping.stderr
-    # Nix 2.8 (bookworm) prints no trust line; 2.26 (trixie) does.
+    # Nix 2.8 (bookworm) prints no trust line; 2.26 (trixie) does, and then it must say 0.
+    version = re.search(r"(\d+)\.(\d+)", host.run(NIX + " --version").stdout)
+    if version and (int(version.group(1)), int(version.group(2))) >= (2, 20):
+        assert "Trusted:" in ping.stdout, ping.stdout
     if "Trusted:" in ping.stdout:
         assert "Trusted: 0" in ping.stdout
         root = host.run(NIX + " store ping --store daemon")

@@ -145,16 +145,6 @@ def test_protected_links_are_persisted(host):
     assert "fs.protected_hardlinks=1" in lines
 
 
-@pytest.mark.parametrize("name", ["protected_symlinks", "protected_hardlinks"])
-def test_protected_links_on_the_running_kernel(host, name):
-    value = host.file("/proc/sys/fs/%s" % name).content_string.strip()
-    if value != "1":
-        # The container runs on the Docker host's kernel, whose setting this scenario may not
-        # change (shared_workspace_sysctl_apply: false); a real host gets it from the role.
-        pytest.skip("fs.%s is %s on the Docker host's kernel, which the container cannot set" % (name, value))
-    assert value == "1"
-
-
 def test_agent_cannot_hardlink_a_file_of_the_admin_into_the_share(host):
     if host.file("/proc/sys/fs/protected_hardlinks").content_string.strip() != "1":
         pytest.skip("fs.protected_hardlinks is off on the Docker host's kernel")
