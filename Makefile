@@ -8,7 +8,7 @@ SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/m
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help venv lint docs unit sanity collection release-check docker images molecule test demo demo-clean sandbox clean
+.PHONY: help venv lint docs unit sanity collection release-check docker images molecule test demo demo-clean fresh sandbox clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -72,6 +72,11 @@ demo: venv images ## The whole sandbox in a disposable container, ending in its 
 
 demo-clean: ## Remove the demo container
 	docker rm -f agent-sandbox-demo >/dev/null 2>&1 || true
+
+fresh: ## As a newcomer: remove the demo container and the test images, then make demo from scratch
+	docker rm -f agent-sandbox-demo >/dev/null 2>&1 || true
+	docker rmi -f agent-sandbox-molecule:bookworm agent-sandbox-molecule:trixie >/dev/null 2>&1 || true
+	$(MAKE) --no-print-directory demo
 
 sandbox: venv ## Apply site.yml to this workstation for real (asks for your sudo password)
 	ansible-playbook -i inventories/localhost -K site.yml

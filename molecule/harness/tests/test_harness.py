@@ -47,3 +47,44 @@ def test_host_extra_cas_are_trusted(host):
         pem = host.file("/usr/local/share/ca-certificates/" + name).content_string
         body = "".join(pem.strip().splitlines()[1:-1])
         assert body in "".join(bundle.split()), name
+
+
+def mount_types(host, pid):
+    """Map each mount point of process `pid` to its file system type."""
+    types = {}
+    for line in host.file("/proc/%s/mountinfo" % pid).content_string.splitlines():
+        left, dummy, right = line.partition(" - ")
+        types[left.split()[4]] = right.split()[0]
+    return types
+
+
+def test_container_starts_with_empty_apt_lists_dated_now(host):
+    # Every container starts as a freshly built image does, whatever the image's age: the
+    # lists are a tmpfs made at container start, so cache_valid_time style checks see
+    # "fresh" lists that hold nothing, and a role that trusts their age fails here.
+    assert mount_types(host, 1).get("/var/lib/apt/lists") == "tmpfs"
+    started = int(host.run("echo $(( $(date +%s) - $(ps -o etimes= -p 1) ))").stdout)
+    assert int(host.run("stat -c %Y /var/lib/apt/lists").stdout) >= started - 5
+
+
+def packages(host):
+    return host.run("dpkg-query -W -f='${Package} ${db:Status-Abbrev}\\n' sl").stdout.split()
+
+
+def test_os_packages_installs_on_fresh_lists_and_check_mode_does_not_fail(host):
+    # A new, empty list directory dated now, as on a just-built image.
+    assert host.run("umount /var/lib/apt/lists && mount -t tmpfs -o mode=0755 tmpfs /var/lib/apt/lists").rc == 0
+    host.run("DEBIAN_FRONTEND=noninteractive apt-get purge -y -q sl")
+    assert host.run("ls -A /var/lib/apt/lists").stdout == ""
+
+    checked = host.ansible("agent_sandbox.native.os_packages", "name=sl", check=True)
+    assert checked["changed"] is True and checked["installed"] == ["sl"], checked
+    assert host.run("ls -A /var/lib/apt/lists").stdout == "", "check mode refreshed the lists"
+    assert "ii" not in packages(host)
+
+    done = host.ansible("agent_sandbox.native.os_packages", "name=sl", check=False)
+    assert done["changed"] is True and done["cache_updated"] is True, done
+    assert packages(host) == ["sl", "ii"]
+
+    again = host.ansible("agent_sandbox.native.os_packages", "name=sl", check=False)
+    assert again["changed"] is False and again["cache_updated"] is False, again
