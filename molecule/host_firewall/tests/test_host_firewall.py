@@ -174,6 +174,52 @@ def test_nftables_service_keeps_our_table(host, action):
     check_allowed(host)
 
 
+STORM_PORT = 9007
+STORM = "python3 /usr/local/bin/hf-storm.py"
+
+
+def storm(host, user, cycles):
+    """A receiver (root) counts what arrives on STORM_PORT at four addresses while user sends to
+    them without pause and nftables.service restarts and reloads `cycles` times each.
+    setpriv runs the sender as user directly, so that the shell's kill reaches it."""
+    script = """
+    {storm} receive {port} >/tmp/hf-storm-in.json 2>/tmp/hf-storm-in.err & r=$!
+    for i in $(seq 50); do grep -q ready /tmp/hf-storm-in.err && break; sleep 0.1; done
+    setpriv --reuid={user} --regid={user} --init-groups {storm} send {port} {v4} {v6} 127.0.0.1 ::1 \
+      >/tmp/hf-storm-out.json & s=$!
+    sleep 0.5
+    # reset-failed each time: systemd refuses a sixth start within 10 s (StartLimitBurst).
+    done=0
+    for i in $(seq {cycles}); do
+      systemctl reset-failed nftables.service
+      systemctl restart nftables.service && done=$((done + 1))
+      systemctl reload nftables.service && done=$((done + 1))
+    done
+    sleep 0.5
+    kill $s; wait $s; kill $r; wait $r
+    cat /tmp/hf-storm-in.json /tmp/hf-storm-out.json
+    echo '{{"restarts_and_reloads": '$done'}}'
+    """.format(storm=STORM, port=STORM_PORT, user=user, v4=ipv4(host), v6=IPV6, cycles=cycles)
+    out = host.run("bash -c %s" % shlex.quote(script))
+    assert out.rc == 0, out.stdout + out.stderr
+    received, sent, actions = (json.loads(line) for line in out.stdout.splitlines())
+    assert actions["restarts_and_reloads"] == 2 * cycles, out.stdout + out.stderr
+    return received, sent
+
+
+def test_no_packet_of_the_agent_passes_while_nftables_restarts_and_reloads(host):
+    host.check_output("systemctl start nftables.service")
+    received, sent = storm(host, "agent", 50)
+    # The agent really kept trying throughout, and nothing of it arrived.
+    assert sent["udp_attempts"] > 1000 and sent["tcp_attempts"] > 10, sent
+    assert sent["udp_sent"] == 0 and sent["tcp_connected"] == 0, sent
+    assert received == {"udp": 0, "tcp": 0}, (received, sent)
+    assert "table inet agent_sandbox" in host.check_output("nft list tables")
+    # Control: the admin's packets arrive at the same receiver.
+    received, sent = storm(host, "admin", 1)
+    assert received["udp"] > 0 and received["tcp"] > 0, (received, sent)
+
+
 # The rules nft has loaded, without counter values, and the file they came from.
 LOADED_STATE = "nft -s list table inet agent_sandbox && sha256sum /etc/agent-sandbox/firewall.nft"
 
