@@ -11,7 +11,7 @@ The tests run in file order and drive the rollouts themselves (no converge step)
 import json
 import os
 import re
-import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -20,6 +20,9 @@ import testinfra
 
 SCENARIO = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"])
 REPO = SCENARIO.parents[1]
+sys.path.insert(0, str(REPO / "molecule" / "shared"))
+from sandbox_runs import doctor, run_playbook  # noqa: E402  (molecule/shared, shared with lifecycle)
+
 INVENTORY = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
 PREFIX = os.environ.get("MOLECULE_NAME_PREFIX") or "as"
 A1, A2, B1 = ("%s-fleet-%s" % (PREFIX, x) for x in ("a1", "a2", "b1"))
@@ -29,46 +32,17 @@ A1, A2, B1 = ("%s-fleet-%s" % (PREFIX, x) for x in ("a1", "a2", "b1"))
 # inventory source, whose host_vars win over the first's.
 FIXED_A2_HOST_VARS = {"laptop_rules": [{"host": "mirror.team-a.test", "ports": [8443]}]}
 
-# Checks the doctor must have run and passed on a finished laptop.
-REQUIRED = {
-    "no privileged groups", "no sudo", "direct IPv4 TCP blocked", "direct IPv4 UDP blocked",
-    "loopback service blocked", "proxy reachable", "allowed host reachable through the proxy",
-    "blocked host gets the policy 403", "placeholder sent to a wrong host refused",
-    "protected file unreadable", "unit enabled and active",
-}
-RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
-
 
 def rollout(name, *args, rollout_vars=True):
-    """Run site.yml on the fleet with the repository's ansible.cfg (the live
-    collection link), like a team would; keep the log next to the inventory."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_COLLECTIONS_PATH", "ANSIBLE_ROLES_PATH"))}
-    env["ANSIBLE_CONFIG"] = str(REPO / "ansible.cfg")
-    env["ANSIBLE_CALLBACKS_ENABLED"] = "ansible.posix.profile_tasks"
-    env["ANSIBLE_PIPELINING"] = "True"  # as in the other scenarios (molecule/shared/config.yml)
+    """Run site.yml on the fleet like a team would; keep the log next to the inventory."""
     # The last -e wins: the arguments may override vars/rollout.yml.
     extra = ["-e", "@%s" % (SCENARIO / "vars" / "rollout.yml")] if rollout_vars else []
-    cmd = ["ansible-playbook", "-i", str(INVENTORY), *extra, *args, str(REPO / "playbooks" / "site.yml")]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, check=False)
-    out = proc.stdout + proc.stderr
-    (INVENTORY.parent / ("rollout-%s.log" % name)).write_text(out)
-    recap = {m.group(1): {"ok": int(m.group(2)), "unreachable": int(m.group(4)), "failed": int(m.group(5))}
-             for m in RECAP.finditer(out.split("PLAY RECAP")[-1])}
-    return proc.returncode, out, recap
+    return run_playbook(INVENTORY.parent / ("rollout-%s.log" % name), REPO / "playbooks" / "site.yml",
+                        *extra, *args, checkout=REPO)
 
 
 def laptop(name):
     return testinfra.get_host("ansible://%s" % name, ansible_inventory=os.environ["MOLECULE_INVENTORY_FILE"])
-
-
-def doctor(host):
-    out = host.run("runuser -u admin -- agent-sandbox doctor --json")
-    assert out.stdout.strip().startswith("{"), out.stdout + out.stderr
-    data = json.loads(out.stdout)
-    ran = {r["check"] for r in data["results"]}
-    failed = [r for r in data["results"] if r["status"] != "PASS"]
-    assert REQUIRED <= ran, REQUIRED - ran
-    assert failed == [] and out.rc == 0, json.dumps(failed, indent=1)
 
 
 def agent_fetch(host, url):

@@ -244,6 +244,12 @@ BAD_INPUT = {
     "A user name must match": {"sandbox_user_name": "Bad Name"},
     "is a user of agent-sandbox itself": {"sandbox_user_name": "agent-proxy"},
     "belongs to 'admin'": {"sandbox_user_name": "agent2", "sandbox_user_uid": "{{ su_admin_uid }}"},
+    # prepare.yml made /home/kept-home, the admin's folder: a teardown's kept home must be the agent's own.
+    "belongs to the account admin": {"sandbox_user_name": "kept-home"},
+}
+# The validation task that refuses each case, where it is not the name and uid check.
+BAD_INPUT_TASK = {
+    "belongs to the account admin": "Check that no agent to be created would get another account's folder as its home",
 }
 WATCHED_STATE = "sha256sum /etc/sudoers.d/agent-sandbox /etc/passwd /etc/group /etc/cron.deny"
 
@@ -268,8 +274,9 @@ def test_bad_input_stops_in_validation(host, bad_input_report, message):
     assert result["failure"], "the role accepted %s: %s" % (BAD_INPUT[message], bad_input_report["output"])
     failure = json.dumps(result["failure"])
     assert message in failure, failure
-    assert result["failure"]["task"] == "Check each agent's name and uid", failure
+    assert result["failure"]["task"] == BAD_INPUT_TASK.get(message, "Check each agent's name and uid"), failure
     assert result["after"] == result["before"]
     # The checksums the run read are the live ones, and nothing changed them since.
     assert host.check_output(WATCHED_STATE).splitlines() == result["before"]
-    assert not host.user("agent2").exists
+    assert not host.user("agent2").exists and not host.user("kept-home").exists
+    assert host.file("/home/kept-home").user == "admin"

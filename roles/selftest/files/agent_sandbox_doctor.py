@@ -273,6 +273,10 @@ class Doctor:
                 res = self.as_agent("tcp", host, port, self.timeout)
                 self.record(res["outcome"] in ("denied", "timeout"), "loopback service blocked",
                             "connect to %s port %s" % (host, port), res["detail"])
+        self.proxy_reachable()
+
+    def proxy_reachable(self):
+        proxy = int(self.cfg["proxy_port"])
         res = self.as_agent("tcp", self.cfg.get("proxy_host", "127.0.0.1"), proxy, self.timeout)
         self.record(res["outcome"] == "connected", "proxy reachable",
                     "connect to the proxy on port %d" % proxy, res["detail"])
@@ -328,11 +332,25 @@ class Doctor:
             self.record(enabled == "enabled" and active == "active", "unit enabled and active",
                         "systemctl is-enabled/is-active " + unit, "%s, %s" % (enabled, active))
 
-    def run(self):
-        for step in (self.identity, self.direct_egress, self.loopback, self.proxy_policy,
-                     self.files, self.units):
+    def run(self, quick=False):
+        steps = (self.identity, self.direct_egress, self.loopback, self.proxy_policy, self.files, self.units)
+        if quick:
+            # What a working install must show at once, with no probe that waits for a timeout
+            # to pass: the units, the proxy listener and the allowed and blocked paths through it.
+            steps = (self.units, self.proxy_reachable, self.proxy_policy)
+        for step in steps:
             step()
         return self.results
+
+
+def last_log_line(unit):
+    """The unit's last journal line (Linux), or an empty string where there is no journal."""
+    try:
+        proc = subprocess.run(["journalctl", "-u", unit, "-n", "1", "--no-pager", "-o", "cat"],
+                              capture_output=True, text=True, check=False, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return proc.stdout.strip()
 
 
 def main(argv=None):
@@ -344,22 +362,30 @@ def main(argv=None):
     doc = sub.add_parser("doctor", help="check every promise that can be checked on this host")
     doc.add_argument("--json", action="store_true", help="print the results as JSON")
     doc.add_argument("--config", default=CONFIG)
+    doc.add_argument("--quick", action="store_true",
+                     help="only the units, the proxy listener and the allowed and blocked paths (site.yml runs this)")
     args = parser.parse_args(argv)
     with open(args.config, encoding="utf-8") as fh:
         cfg = json.load(fh)
     results = []
     for agent in cfg["agents"]:
         merged = dict(cfg, **agent)
-        results.extend(Doctor(merged, agent["name"]).run())
+        results.extend(Doctor(merged, agent["name"]).run(quick=args.quick))
     failed = [r for r in results if r["status"] == "FAIL"]
+    unit = cfg.get("proxy_unit") or ""
+    log = last_log_line(unit) if failed and unit else ""
     if args.json:
         print(json.dumps({"results": results, "passed": len(results) - len(failed),
-                          "failed": len(failed)}, indent=2))
+                          "failed": len(failed), "proxy_unit": unit, "proxy_log": log}, indent=2))
     else:
         for r in results:
             print("%s  [%s] %s: tried %s -> %s" % (
                 r["status"], r["agent"], r["check"], r["tried"], r["happened"]))
         print("\n%d checks, %d passed, %d failed" % (len(results), len(results) - len(failed), len(failed)))
+        if failed:
+            if log:
+                print("last log line of %s: %s" % (unit, log))
+            print("What to do: docs/recovery.md in the agent-sandbox collection.")
     return 1 if failed else 0
 
 

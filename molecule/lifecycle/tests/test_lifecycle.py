@@ -1,0 +1,220 @@
+"""A sandbox's whole life, on Debian 12 and 13 at once, as a user would live it.
+
+The tests run in file order and drive the playbooks themselves:
+1. the previous release installed (the newest tag before this commit, else b345567), doctor;
+2. the upgrade to this checkout with the same inventory, doctor;
+3. teardown keeping the agent users: the documented state (the agent reaches nothing,
+   the admin's control request works);
+4. reinstall, doctor;
+5. teardown removing the users and the workspace: nothing of ours is left but the audit
+   log and the agent's home, which are kept on purpose. Other accounts then take the old
+   uids of the agent and the proxy user, as they may on a real machine;
+6. reinstall over the kept files, the agent with a new pinned uid: the kept audit log and
+   home belong to the new users, and the doctor passes.
+"""
+import io
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+import testinfra
+
+SCENARIO = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"])
+REPO = SCENARIO.parents[1]
+sys.path.insert(0, str(REPO / "molecule" / "shared"))
+from sandbox_runs import doctor, run_playbook  # noqa: E402  (molecule/shared, shared with fleet)
+
+LOGS = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
+PREFIX = os.environ.get("MOLECULE_NAME_PREFIX") or "as"
+HOSTS = ["%s-lifecycle-%s" % (PREFIX, suite) for suite in ("bookworm", "trixie")]
+# The commit before the first release: the previous version when no tag precedes this commit.
+BEFORE_FIRST_RELEASE = "b345567"
+AUDIT_LOG = "/var/log/agent-sandbox/proxy/audit.jsonl"
+MARKER = "/home/agent/lifecycle-marker"
+NEW_AGENT_ID = 2345
+FULL_TEARDOWN = ["-e", '{"agent_sandbox_teardown_users": true, "agent_sandbox_teardown_workspace": true}']
+# Everything the collection installs on Linux, by path; a name search below catches the rest.
+INSTALLED_PATHS = [
+    "/etc/agent-sandbox", "/opt/agent-sandbox", "/var/lib/agent-sandbox", "/usr/local/bin/agent-sandbox",
+    "/usr/local/bin/agent-run", "/usr/local/lib/agent-sandbox", "/etc/sudoers.d/agent-sandbox",
+    "/etc/systemd/system/agent-sandbox-proxy.service", "/etc/systemd/system/agent-sandbox-firewall.service",
+    "/etc/polkit-1/rules.d/60-agent-sandbox.rules", "/srv/agent-workspace",
+    "/etc/sysctl.d/60-agent-sandbox-shared-workspace.conf", "/etc/profile.d/agent-sandbox-nix.sh",
+]
+
+
+def host(name):
+    return testinfra.get_host("ansible://%s" % name, ansible_inventory=os.environ["MOLECULE_INVENTORY_FILE"])
+
+
+def play(step, playbook, *args, checkout=REPO):
+    rc, out, recap = run_playbook(LOGS / ("lifecycle-%s.log" % step), Path(checkout) / playbook, *args,
+                                  checkout=checkout)
+    assert rc == 0, out[-6000:]
+    assert set(recap) == set(HOSTS), out[-3000:]
+    return recap
+
+
+def previous_release():
+    """The newest tag before this commit, else the commit before the first release."""
+    proc = subprocess.run(["git", "-C", str(REPO), "describe", "--tags", "--abbrev=0", "HEAD^"],
+                          capture_output=True, text=True, check=False)
+    return proc.stdout.strip() if proc.returncode == 0 else BEFORE_FIRST_RELEASE
+
+
+def ids(h, name):
+    return int(h.check_output("id -u %s", name)), int(h.check_output("id -g %s", name))
+
+
+def agent_reaches_nothing(h):
+    """The agent, with no help from agent-run: neither a direct request nor the proxy's port."""
+    for args in ("--noproxy '*' https://allowed.test/", "-x http://127.0.0.1:8080 https://allowed.test/"):
+        out = h.run("runuser -u agent -- curl -sS -m 3 -k -o /dev/null %s" % args)
+        assert out.rc != 0, "the agent reached allowed.test with %s" % args
+    # Control: the admin, whom the firewall does not match, reaches the same host.
+    control = h.run("runuser -u admin -- curl -sS -m 5 -o /dev/null --cacert /etc/fake-internet/ca.pem "
+                    "-w '%{http_code}' https://allowed.test/")
+    assert control.stdout == "200", control.stdout + control.stderr
+
+
+@pytest.fixture(scope="module")
+def previous(tmp_path_factory):
+    """A checkout of the previous release, with its collection link, as `make venv` makes it."""
+    ref = previous_release()
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", ref],
+                             capture_output=True, check=False)
+    assert archive.returncode == 0, "cannot read %s from the repository: %s" % (ref, archive.stderr.decode())
+    checkout = tmp_path_factory.mktemp("previous-release")
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(checkout, filter="data")
+    link = checkout / ".collections" / "ansible_collections" / "agent_sandbox" / "native"
+    link.parent.mkdir(parents=True)
+    link.symlink_to("../../..")
+    return checkout
+
+
+# --- 1 and 2: the previous release, then the upgrade ------------------------
+
+def test_1_previous_release_installs(previous):
+    for name in HOSTS:
+        # Releases before 0.1.0 trusted the age of the package lists, which the test
+        # containers start without (molecule/shared/config.yml): give them lists.
+        assert host(name).run("apt-get update -q").rc == 0
+    play("1-previous", "site.yml", checkout=previous)
+    for name in HOSTS:
+        doctor(host(name))
+
+
+def test_2_upgrade_to_this_checkout():
+    play("2-upgrade", "site.yml")
+    for name in HOSTS:
+        h = host(name)
+        doctor(h)
+        # This checkout's site.yml ended with the quick checks, which need its doctor.
+        assert h.run("agent-sandbox doctor --quick").rc == 0
+
+
+# --- 3 and 4: teardown keeping the users, reinstall --------------------------
+
+def test_3_teardown_keeping_users_leaves_the_agent_without_network():
+    play("3-teardown-keep-users", "playbooks/teardown.yml")
+    for name in HOSTS:
+        h = host(name)
+        assert h.user("agent").exists
+        assert not h.file("/usr/local/bin/agent-run").exists
+        assert not h.service("agent-sandbox-proxy.service").is_running
+        assert h.run("nft list table inet agent_sandbox").rc == 0
+        agent_reaches_nothing(h)
+
+
+def test_4_reinstall_after_teardown_keeping_users():
+    play("4-reinstall", "site.yml")
+    for name in HOSTS:
+        doctor(host(name))
+
+
+def test_4_a_run_whose_checks_fail_fails():
+    # The allowed URL set to one the policy blocks: the installed sandbox fails the quick checks.
+    rc, out, recap = run_playbook(LOGS / "lifecycle-4-checks-fail.log", REPO / "site.yml", "--tags", "selftest",
+                                  "-e", "selftest_allowed_url=https://blocked.test/", "-e", "selftest_check_retries=1",
+                                  checkout=REPO)
+    assert rc != 0, out[-3000:]
+    assert all(recap[name]["failed"] == 1 for name in HOSTS), out[-3000:]
+    assert "FAIL [agent] allowed host reachable through the proxy: tried GET https://blocked.test/" in out, out[-3000:]
+    assert "Last log line of agent-sandbox-proxy.service: " in out and "See docs/recovery.md" in out, out[-3000:]
+    # Control: the same run with the inventory's settings passes.
+    play("4-checks-pass", "site.yml", "--tags", "selftest")
+
+
+# --- 5: full teardown --------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def before_full_teardown():
+    """The ids and files that step 6 must find again, written before the teardown."""
+    seen = {}
+    for name in HOSTS:
+        h = host(name)
+        out = h.run("runuser -u admin -- agent-run sh -c 'echo kept > %s'" % MARKER)
+        assert out.rc == 0, out.stderr
+        seen[name] = {"agent": ids(h, "agent"), "proxy": ids(h, "agent-proxy"),
+                      "audit_lines": len(h.file(AUDIT_LOG).content_string.splitlines())}
+        assert seen[name]["audit_lines"] > 0
+    play("5-teardown-full", "playbooks/teardown.yml", *FULL_TEARDOWN)
+    return seen
+
+
+@pytest.mark.parametrize("name", HOSTS)
+def test_5_full_teardown_leaves_nothing_but_what_is_kept_on_purpose(before_full_teardown, name):
+    h = host(name)
+    left = [path for path in INSTALLED_PATHS if h.file(path).exists]
+    assert left == [], left
+    found = h.run("find / -xdev \\( -iname '*agent-sandbox*' -o -iname '*agent_sandbox*' \\) "
+                  "-not -path '/var/log/agent-sandbox*' -not -path '/home/agent/*' -not -path '/proc/*'")
+    assert found.stdout.split() == [], found.stdout
+    assert h.run("systemctl list-unit-files --no-legend 'agent-sandbox*'").stdout.strip() == ""
+    assert h.run("systemctl list-units --all --no-legend 'agent-sandbox*'").stdout.strip() == ""
+    assert "agent_sandbox" not in h.check_output("nft list tables")
+    for user in ("agent", "agent-proxy"):
+        assert h.run("getent passwd %s", user).rc == 2, user
+    for group in ("agent", "agent-proxy", "agent-share"):
+        assert h.run("getent group %s", group).rc == 2, group
+    for deny in ("/etc/cron.deny", "/etc/at.deny"):
+        assert "agent" not in h.run("cat %s 2>/dev/null", deny).stdout.split()
+    safe = h.run("runuser -u admin -- git config --global --get-all safe.directory").stdout
+    assert "/srv/agent-workspace" not in safe, safe
+    # Kept on purpose (playbooks/teardown.yml): the audit log and the agent's home.
+    assert h.file(AUDIT_LOG).exists and h.file(MARKER).exists
+    # Control: the admin's own account is untouched.
+    assert h.user("admin").exists and h.file("/home/admin").is_directory
+
+
+def test_5_other_accounts_take_the_old_ids(before_full_teardown):
+    for name in HOSTS:
+        h = host(name)
+        uid, gid = before_full_teardown[name]["proxy"]
+        out = h.run("useradd --system --no-create-home --shell /usr/sbin/nologin --uid %d proxy-uid-taker" % uid)
+        assert out.rc == 0, out.stderr
+
+
+# --- 6: reinstall over the kept files ---------------------------------------
+
+def test_6_reinstall_over_kept_files_with_new_ids(before_full_teardown):
+    ids_arg = '{"sandbox_user_uid": %d, "sandbox_user_gid": %d}' % (NEW_AGENT_ID, NEW_AGENT_ID)
+    play("6-reinstall", "site.yml", "-e", ids_arg)
+    for name in HOSTS:
+        h = host(name)
+        old = before_full_teardown[name]
+        assert ids(h, "agent") == (NEW_AGENT_ID, NEW_AGENT_ID) != old["agent"]
+        assert ids(h, "agent-proxy") != old["proxy"]
+        # The kept audit log is the new proxy user's, and it went on writing to it.
+        log = h.file(AUDIT_LOG)
+        assert log.user == "agent-proxy", log.user
+        assert len(log.content_string.splitlines()) >= old["audit_lines"]
+        # The kept home is the new agent's: its file, which it can still write.
+        assert h.file(MARKER).uid == NEW_AGENT_ID and h.file(MARKER).gid == NEW_AGENT_ID
+        out = h.run("runuser -u admin -- agent-run sh -c 'echo again >> %s && cat %s'" % (MARKER, MARKER))
+        assert out.rc == 0 and out.stdout.split() == ["kept", "again"], out.stdout + out.stderr
+        doctor(h)
