@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,10 @@ REPO = SCENARIO.parents[1]
 sys.path.insert(0, str(REPO / "molecule" / "shared"))
 from sandbox_runs import doctor, run_playbook  # noqa: E402  (molecule/shared, shared with fleet)
 
-LOGS = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
+# Each step's ansible-playbook output and the doctor's summary after each install, kept after
+# the scenario's containers are gone (the inventory folder is not).
+LOGS = Path(tempfile.gettempdir()) / ("agent-sandbox-lifecycle-%s" % (os.environ.get("MOLECULE_NAME_PREFIX") or "as"))
+LOGS.mkdir(exist_ok=True)
 PREFIX = os.environ.get("MOLECULE_NAME_PREFIX") or "as"
 HOSTS = ["%s-lifecycle-%s" % (PREFIX, suite) for suite in ("bookworm", "trixie")]
 # The commit before the first release: the previous version when no tag precedes this commit.
@@ -44,6 +48,14 @@ INSTALLED_PATHS = [
     "/etc/polkit-1/rules.d/60-agent-sandbox.rules", "/srv/agent-workspace",
     "/etc/sysctl.d/60-agent-sandbox-shared-workspace.conf", "/etc/profile.d/agent-sandbox-nix.sh",
 ]
+
+
+def checked(step, name):
+    """The doctor on host name, all PASS; its summary goes to LOGS/doctor-summary.txt."""
+    data = doctor(host(name))
+    with open(LOGS / "doctor-summary.txt", "a", encoding="utf-8") as fh:
+        fh.write("%s %s: %d checks, %d passed, %d failed\n" % (step, name, len(data["results"]), data["passed"],
+                                                               data["failed"]))
 
 
 def host(name):
@@ -103,16 +115,17 @@ def test_1_previous_release_installs(previous):
         # Releases before 0.1.0 trusted the age of the package lists, which the test
         # containers start without (molecule/shared/config.yml): give them lists.
         assert host(name).run("apt-get update -q").rc == 0
+    (LOGS / "doctor-summary.txt").write_text("")
     play("1-previous", "site.yml", checkout=previous)
     for name in HOSTS:
-        doctor(host(name))
+        checked("1-previous", name)
 
 
 def test_2_upgrade_to_this_checkout():
     play("2-upgrade", "site.yml")
     for name in HOSTS:
         h = host(name)
-        doctor(h)
+        checked("2-upgrade", name)
         # This checkout's site.yml ended with the quick checks, which need its doctor.
         assert h.run("agent-sandbox doctor --quick").rc == 0
 
@@ -133,7 +146,7 @@ def test_3_teardown_keeping_users_leaves_the_agent_without_network():
 def test_4_reinstall_after_teardown_keeping_users():
     play("4-reinstall", "site.yml")
     for name in HOSTS:
-        doctor(host(name))
+        checked("4-reinstall", name)
 
 
 def test_4_a_run_whose_checks_fail_fails():
@@ -217,4 +230,4 @@ def test_6_reinstall_over_kept_files_with_new_ids(before_full_teardown):
         assert h.file(MARKER).uid == NEW_AGENT_ID and h.file(MARKER).gid == NEW_AGENT_ID
         out = h.run("runuser -u admin -- agent-run sh -c 'echo again >> %s && cat %s'" % (MARKER, MARKER))
         assert out.rc == 0 and out.stdout.split() == ["kept", "again"], out.stdout + out.stderr
-        doctor(h)
+        checked("6-reinstall", name)
