@@ -39,7 +39,8 @@ attributes:
   platform:
     platforms: debian
 notes:
-  - Requires root, as apt does. Waits up to 120 seconds for another apt or dpkg process to release its lock.
+  - Requires root, as apt does. Waits up to 120 seconds for another apt or dpkg process to release its locks
+    (the lists' lock for C(apt-get update), dpkg's for C(apt-get install)).
 seealso:
   - module: ansible.builtin.apt
 """
@@ -71,6 +72,7 @@ cache_updated:
 """
 
 import re
+import time
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -78,7 +80,9 @@ from ansible_collections.agent_sandbox.native.plugins.module_utils._errors impor
 
 # Debian policy 5.6.7: lower case letters, digits, + - . ; at least two characters, starting alphanumeric.
 PACKAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
-APT_OPTIONS = ["-o", "DPkg::Lock::Timeout=120"]
+LOCK_WAIT = 120
+LOCK_STEP = 5
+APT_OPTIONS = ["-o", "DPkg::Lock::Timeout=%d" % LOCK_WAIT]
 # Keep the host's changed config files and never ask: a role run has no terminal.
 INSTALL_OPTIONS = ["-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold"]
 APT_ENVIRON = {"DEBIAN_FRONTEND": "noninteractive", "APT_LISTCHANGES_FRONTEND": "none"}
@@ -102,7 +106,13 @@ def installed_packages(module, dpkg_query, names):
 
 def apt_get(module, apt, args, what):
     cmd = [apt] + APT_OPTIONS + args
-    rc, out, err = module.run_command(cmd, environ_update=APT_ENVIRON)
+    # DPkg::Lock::Timeout covers dpkg's lock, not the lists' lock that apt-get update takes: on a
+    # fresh VM apt-daily or cloud-init may hold it for a while, so wait for it here.
+    for waited in range(0, LOCK_WAIT + 1, LOCK_STEP):
+        rc, out, err = module.run_command(cmd, environ_update=APT_ENVIRON)
+        if rc == 0 or "Could not get lock" not in err or waited == LOCK_WAIT:
+            break
+        time.sleep(LOCK_STEP)
     if rc != 0:
         errors = [line for line in (err or out).splitlines() if line.startswith(("E:", "W:"))]
         raise CommandError("%s failed: %s" % (what, " ".join(errors) or "apt-get exited with %d" % rc),

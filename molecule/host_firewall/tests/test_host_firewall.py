@@ -166,10 +166,13 @@ def test_unit_restart_reloads_and_still_blocks(host):
 
 @pytest.mark.parametrize("action", ["restart", "reload", "stop"])
 def test_nftables_service_keeps_our_table(host, action):
-    # Debian's /etc/nftables.conf starts with `flush ruleset` and its ExecStop
-    # flushes too; our drop-in loads the table again before systemctl returns.
+    # Debian's /etc/nftables.conf starts with `flush ruleset` and its ExecStop flushes too;
+    # our drop-in loads the host's rules (or the flush) and our table in one transaction.
     host.check_output("systemctl start nftables.service && systemctl %s nftables.service" % action)
-    assert "table inet agent_sandbox" in host.check_output("nft list tables")
+    tables = host.check_output("nft list tables")
+    assert "table inet agent_sandbox" in tables
+    # The host's own rules (Debian's default table inet filter) are loaded as before, and flushed on stop.
+    assert ("table inet filter" in tables) == (action != "stop"), tables
     check_blocked(host)  # each attempt paired with the admin's
     check_allowed(host)
 

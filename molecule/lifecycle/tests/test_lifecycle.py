@@ -7,8 +7,8 @@ The tests run in file order and drive the playbooks themselves:
    the admin's control request works);
 4. reinstall, doctor;
 5. teardown removing the users and the workspace: nothing of ours is left but the audit
-   log and the agent's home, which are kept on purpose. Other accounts then take the old
-   uids of the agent and the proxy user, as they may on a real machine;
+   log and the agent's home, which are kept on purpose. Another account then takes the old
+   uid of the proxy user, as one may on a real machine;
 6. reinstall over the kept files, the agent with a new pinned uid: the kept audit log and
    home belong to the new users, and the doctor passes.
 """
@@ -186,7 +186,7 @@ def test_5_full_teardown_leaves_nothing_but_what_is_kept_on_purpose(before_full_
     assert left == [], left
     found = h.run("find / -xdev \\( -iname '*agent-sandbox*' -o -iname '*agent_sandbox*' \\) "
                   "-not -path '/var/log/agent-sandbox*' -not -path '/home/agent/*' -not -path '/proc/*'")
-    assert found.stdout.split() == [], found.stdout
+    assert found.rc == 0 and found.stdout.split() == [], found.stdout + found.stderr
     assert h.run("systemctl list-unit-files --no-legend 'agent-sandbox*'").stdout.strip() == ""
     assert h.run("systemctl list-units --all --no-legend 'agent-sandbox*'").stdout.strip() == ""
     assert "agent_sandbox" not in h.check_output("nft list tables")

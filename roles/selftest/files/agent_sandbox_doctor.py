@@ -247,9 +247,7 @@ class Doctor:
             res = self.as_agent("tcp", host, port, self.timeout)
             self.record(res["outcome"] in ("denied", "timeout"), "direct %s TCP blocked" % fam,
                         "connect to %s port %s" % (host, port), res["detail"])
-            res = self.as_agent("udp", host, target.get("udp_port", 53), self.timeout)
-            self.record(res["outcome"] == "denied", "direct %s UDP blocked" % fam,
-                        "UDP datagram to %s port %s" % (host, target.get("udp_port", 53)), res["detail"])
+            self.direct_udp_to(target)
             res = self.as_agent("ping", host, self.timeout)
             self.record(res["outcome"] != "answered", "direct %s ICMP blocked" % fam,
                         "ping %s" % host, res["detail"])
@@ -260,6 +258,17 @@ class Doctor:
             res = self.as_agent("tcp", resolver, 53, self.timeout)
             self.record(res["outcome"] in ("denied", "timeout"), "DNS over TCP blocked",
                         "TCP connect to %s port 53" % resolver, res["detail"])
+
+    def direct_udp_to(self, target):
+        host, port = target["host"], target.get("udp_port", 53)
+        res = self.as_agent("udp", host, port, self.timeout)
+        self.record(res["outcome"] == "denied", "direct %s UDP blocked" % ("IPv6" if ":" in host else "IPv4"),
+                    "UDP datagram to %s port %s" % (host, port), res["detail"])
+
+    def direct_udp(self):
+        # The firewall refuses a datagram at once (EPERM): a confinement check with no wait.
+        for target in self.cfg.get("direct_targets", []):
+            self.direct_udp_to(target)
 
     def loopback(self):
         proxy = int(self.cfg["proxy_port"])
@@ -336,8 +345,9 @@ class Doctor:
         steps = (self.identity, self.direct_egress, self.loopback, self.proxy_policy, self.files, self.units)
         if quick:
             # What a working install must show at once, with no probe that waits for a timeout
-            # to pass: the units, the proxy listener and the allowed and blocked paths through it.
-            steps = (self.units, self.proxy_reachable, self.proxy_policy)
+            # to pass: the units, direct UDP refused, the proxy listener, and through it the allowed
+            # path, the blocked host's 403 and the leak probe's refusal.
+            steps = (self.units, self.direct_udp, self.proxy_reachable, self.proxy_policy)
         for step in steps:
             step()
         return self.results
@@ -363,7 +373,7 @@ def main(argv=None):
     doc.add_argument("--json", action="store_true", help="print the results as JSON")
     doc.add_argument("--config", default=CONFIG)
     doc.add_argument("--quick", action="store_true",
-                     help="only the units, the proxy listener and the allowed and blocked paths (site.yml runs this)")
+                     help="only the checks that pass at once: units, direct UDP, the proxy and the paths through it (site.yml runs this)")
     args = parser.parse_args(argv)
     with open(args.config, encoding="utf-8") as fh:
         cfg = json.load(fh)

@@ -98,7 +98,7 @@ class ScriptedRunCommand:
 
         def run_command(module, args, **kwargs):
             runner.calls.append(list(args))
-            runner.environ.append(dict(module.run_command_environ_update))
+            runner.environ.append(dict(module.run_command_environ_update, **(kwargs.get("environ_update") or {})))
             assert runner.script, "unexpected command: %r" % (args,)
             expected, answer = runner.script.pop(0)
             runner.match(expected, list(args))

@@ -63,7 +63,9 @@ def test_missing_package_refreshes_the_lists_whatever_their_age_then_installs(ru
     assert result["missing"] == ["git", "nftables"]
     assert result["installed"] == ["git", "nftables"]
     assert result["cache_updated"] is True
-    assert all(env == {"LANG": "C", "LC_ALL": "C"} for env in apt.environ)
+    # dpkg-query in the C locale; apt-get never asks a question either.
+    assert apt.environ[0] == {"LANG": "C", "LC_ALL": "C"}
+    assert all(env == dict(os_packages.APT_ENVIRON, LANG="C", LC_ALL="C") for env in apt.environ[1:3])
 
 
 def test_check_mode_on_empty_lists_reports_without_running_apt(run):
@@ -91,14 +93,32 @@ def test_unknown_package_fails_naming_apts_error(run):
     assert result["rc"] == 100 and result["cmd"] == INSTALL + ["nftabels"]
 
 
-def test_failed_refresh_stops_before_installing(run):
-    result, failed, dummy = run([
-        (QUERY + ["nftables"], (1, "", NOT_FOUND)),
-        (UPDATE, (100, "", "E: Could not get lock /var/lib/apt/lists/lock. It is held by process 42\n")),
-    ], name=["nftables"])
+def test_failed_refresh_stops_before_installing(run, monkeypatch):
+    monkeypatch.setattr(os_packages.time, "sleep", lambda seconds: None)
+    locked = (100, "", "E: Could not get lock /var/lib/apt/lists/lock. It is held by process 42\n")
+    # The lock is still held after 120 s of waiting (25 tries, 5 s apart).
+    result, failed, dummy = run([(QUERY + ["nftables"], (1, "", NOT_FOUND))] + [(UPDATE, locked)] * 25,
+                                name=["nftables"])
 
     assert failed
     assert result["msg"].startswith("refreshing the package lists (apt-get update) failed: E: Could not get lock")
+
+
+def test_refresh_waits_for_the_lists_lock(run, monkeypatch):
+    slept = []
+    monkeypatch.setattr(os_packages.time, "sleep", slept.append)
+    locked = (100, "", "E: Could not get lock /var/lib/apt/lists/lock. It is held by process 42 (apt-get)\n")
+    result, failed, dummy = run([
+        (QUERY + ["nftables"], (1, "", NOT_FOUND)),
+        (UPDATE, locked),
+        (UPDATE, locked),
+        (UPDATE, (0, "Reading package lists...\n", "")),
+        (INSTALL + ["nftables"], (0, "", "")),
+        (QUERY + ["nftables"], (0, "nftables\tii \n", "")),
+    ], name=["nftables"])
+
+    assert not failed, result
+    assert slept == [5, 5]
 
 
 def test_install_that_leaves_a_package_missing_fails(run):
