@@ -18,6 +18,8 @@ REQUIRED = {
     "loopback service blocked", "proxy reachable", "allowed host reachable through the proxy",
     "blocked host gets the policy 403", "placeholder sent to a wrong host refused",
     "protected file unreadable", "unit enabled and active",
+    "start guard in PAM", "agent starts in its slice", "agent's resource limits set",
+    "firewall reloads keep the agents' table",
 }
 
 

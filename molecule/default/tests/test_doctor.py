@@ -11,6 +11,8 @@ REQUIRED = {
     "loopback service blocked", "proxy reachable", "allowed host reachable through the proxy",
     "blocked host gets the policy 403", "placeholder sent to a wrong host refused",
     "protected file unreadable", "unit enabled and active",
+    "start guard in PAM", "agent starts in its slice", "agent's resource limits set",
+    "firewall reloads keep the agents' table",
 }
 
 
@@ -51,7 +53,9 @@ def test_doctor_fails_when_a_promise_breaks(host):
         data = json.loads(out.stdout)
         failed = {r["check"] for r in data["results"] if r["status"] == "FAIL"}
         assert out.rc != 0
-        assert "direct IPv4 UDP blocked" in failed
+        assert "direct IPv4 UDP blocked" in failed and "agent starts in its slice" in failed
+        # Without its rules the agent does not even start: the report carries the start guard's reason.
+        assert any("may not start" in r["happened"] for r in data["results"] if r["status"] == "FAIL"), out.stdout
     finally:
         host.run("systemctl restart agent-sandbox-firewall.service")
     assert host.run("nft list table inet agent_sandbox").rc == 0

@@ -7,6 +7,8 @@ import importlib.util
 import json
 import os
 import shlex
+import subprocess
+import time
 
 import pytest
 
@@ -156,9 +158,72 @@ def test_resolved_restart_keeps_the_agent_out(host):
     assert agent.rc != 0 and "PermissionError" in agent.stdout, agent.stdout
 
 
+GUARD = "/usr/local/sbin/agent-sandbox-start-guard"
+
+
+# Each way root starts a session of a user (a shell command in {cmd}); all of them open a PAM session.
+START = {"runuser": "runuser -u {user} -- sh -c {cmd}", "su": "su -s /bin/sh {user} -c {cmd}",
+         "runuser-l": "runuser -l {user} -s /bin/sh -c {cmd}"}
+CGROUP = "grep -E '^[0-9]+:(name=systemd)?:' /proc/self/cgroup"
+
+
+def start_as(host, how, user, cmd):
+    return host.run(START[how].format(user=user, cmd=shlex.quote(cmd)))
+
+
+@pytest.mark.parametrize("how", sorted(START))
+def test_start_guard_starts_a_confined_agent_in_its_slice(host, how):
+    agent_uid = uid(host, "agent")
+    out = start_as(host, how, "agent", CGROUP + "; id -un")
+    assert out.rc == 0 and out.stdout.strip().endswith("agent"), out.stdout + out.stderr
+    assert "/user.slice/user-%d.slice/" % agent_uid in out.stdout, out.stdout
+    # Control: the admin starts the same way, and is not put into the agent's slice.
+    admin = start_as(host, how, "admin", CGROUP)
+    assert admin.rc == 0 and "user-%d.slice" % agent_uid not in admin.stdout, admin.stdout + admin.stderr
+
+
+def breakage_cases():
+    return {
+        # The whole table gone, as after `nft flush ruleset`.
+        "table-deleted": "nft delete table inet agent_sandbox",
+        # The table is there, but no rule sends the agent's packets to its chain.
+        "jump-deleted": "nft -a list chain inet agent_sandbox output | awk '/meta skuid %(uid)s jump/ {print $NF}'"
+                        " | xargs -I@ nft delete rule inet agent_sandbox output handle @",
+        # The agent's chain no longer ends in its drop.
+        "drop-deleted": "nft flush chain inet agent_sandbox agent_%(uid)s",
+        # The guard itself is gone: PAM still refuses the agent, and only the agent.
+        "guard-missing": "mv %s %s.away" % (GUARD, GUARD),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(breakage_cases()))
+def test_start_guard_refuses_the_agent_when_its_confinement_is_missing(host, case):
+    agent_uid = uid(host, "agent")
+    try:
+        host.check_output(breakage_cases()[case] % {"uid": agent_uid})
+        for how in sorted(START):
+            out = start_as(host, how, "agent", "true")
+            assert out.rc != 0, "%s started the agent (%s)" % (how, case)
+            # su and runuser print only "cannot open session" (sudo and agent-run show the guard's
+            # reason: the default scenario); the reason is in the journal.
+            assert "cannot open session" in out.stderr, out.stdout + out.stderr
+            # Control: the admin and root start as before.
+            assert start_as(host, how, "admin", "true").rc == 0, how
+        if case != "guard-missing":
+            log = host.check_output("journalctl -t agent-sandbox-start-guard -n 1 -o cat --no-pager")
+            assert "refused a session of agent" in log, log
+            assert ("is not loaded" if case == "table-deleted" else "uid %d" % agent_uid) in log, log
+    finally:
+        host.run("test -e %s.away && mv %s.away %s" % (GUARD, GUARD, GUARD))
+        host.check_output("systemctl restart agent-sandbox-firewall.service")
+    assert start_as(host, "runuser", "agent", "true").rc == 0
+    check_blocked(host)
+
+
 def test_unit_restart_reloads_and_still_blocks(host):
     host.check_output("nft delete table inet agent_sandbox")
-    assert as_user(host, "agent", "%s tcp 127.0.0.1 9001" % PROBE).rc == 0  # open without our table
+    # Open without our table: setpriv starts the agent's process without PAM, past the start guard.
+    assert host.run("setpriv --reuid=agent --regid=agent --init-groups %s tcp 127.0.0.1 9001" % PROBE).rc == 0
     host.check_output("systemctl restart agent-sandbox-firewall.service")
     check_blocked(host)
     check_allowed(host)
@@ -282,3 +347,40 @@ def test_bad_settings_fail_and_keep_the_old_rules(host, bad_settings_report, cas
 def test_agent_still_blocked_after_bad_settings(host):
     check_blocked(host)
     check_allowed(host)
+
+
+def test_agent_cannot_start_after_a_boot_whose_firewall_failed(host):
+    """Last, as it restarts the container: with rules that nft rejects, neither our unit nor
+    nftables.service loads anything at boot. The agent must not start; the admin gets the reason."""
+    rules = "/etc/agent-sandbox/firewall.nft"
+    host.check_output("cp -p %s /root/firewall.nft.good && echo 'this is not nft' >> %s" % (rules, rules))
+    restart_container(host)
+    try:
+        assert host.run("systemctl is-failed agent-sandbox-firewall.service").stdout.strip() == "failed"
+        assert host.run("nft list table inet agent_sandbox").rc != 0
+        for how in sorted(START):
+            out = start_as(host, how, "agent", "true")
+            assert out.rc != 0, "%s started the agent after a failed boot" % how
+            assert start_as(host, how, "admin", "true").rc == 0, how  # control
+        log = host.check_output("journalctl -t agent-sandbox-start-guard -n 1 -o cat --no-pager")
+        assert "refused a session of agent" in log and "is not loaded" in log, log
+    finally:
+        host.check_output("cp -p /root/firewall.nft.good %s && systemctl restart agent-sandbox-firewall.service" % rules)
+    host.check_output("ip -6 addr replace %s/64 dev eth0 nodad" % IPV6)
+    assert start_as(host, "runuser", "agent", "true").rc == 0
+    check_blocked(host)
+    check_allowed(host)
+
+
+def restart_container(host):
+    """docker restart, then wait for systemd to finish booting (degraded counts: our unit failed)."""
+    name = host.backend.get_hostname()  # the platform name is the container name
+    subprocess.run(["docker", "restart", "-t", "10", name], check=True, capture_output=True)
+    _IPV4.pop(name, None)  # Docker may give the container another address
+    state = ""
+    for _attempt in range(90):
+        state = host.run("systemctl is-system-running").stdout.strip()
+        if state in ("running", "degraded"):
+            return
+        time.sleep(1)
+    raise AssertionError("the container did not finish booting: %s" % state)

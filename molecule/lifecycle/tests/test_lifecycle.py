@@ -190,6 +190,10 @@ def test_5_full_teardown_leaves_nothing_but_what_is_kept_on_purpose(before_full_
     assert h.run("systemctl list-unit-files --no-legend 'agent-sandbox*'").stdout.strip() == ""
     assert h.run("systemctl list-units --all --no-legend 'agent-sandbox*'").stdout.strip() == ""
     assert "agent_sandbox" not in h.check_output("nft list tables")
+    # The start guard is out of PAM, and no slice keeps the agent's limits.
+    pam = h.run("grep -rl agent-sandbox /etc/pam.d")
+    assert pam.rc == 1 and pam.stdout == "", pam.stdout
+    assert h.run("ls -d /etc/systemd/system/user-*.slice.d").stdout == ""
     for user in ("agent", "agent-proxy"):
         assert h.run("getent passwd %s", user).rc == 2, user
     for group in ("agent", "agent-proxy", "agent-share"):

@@ -174,6 +174,18 @@ def probe_identity():
             "detail": "uid %d" % os.getuid()}
 
 
+def probe_cgroup():
+    """The probe's cgroup in systemd's own hierarchy: name=systemd on cgroup v1, else the unified one."""
+    try:
+        with open("/proc/self/cgroup", encoding="utf-8") as fh:
+            lines = [line.rstrip("\n").split(":", 2) for line in fh if line.count(":") >= 2]
+    except OSError as exc:
+        return {"outcome": "error", "detail": "cannot read /proc/self/cgroup: %s" % exc}
+    paths = [p for _num, ctl, p in lines if ctl == "name=systemd"] or [p for num, _ctl, p in lines if num == "0"]
+    path = paths[0] if paths else ""
+    return {"outcome": "cgroup", "uid": os.getuid(), "path": path, "detail": path or "no systemd cgroup"}
+
+
 def run_probe(argv):
     kind, args = argv[0], argv[1:]
     if kind == "tcp":
@@ -188,6 +200,8 @@ def run_probe(argv):
         res = probe_read(args[0])
     elif kind == "identity":
         res = probe_identity()
+    elif kind == "cgroup":
+        res = probe_cgroup()
     else:
         res = {"outcome": "error", "detail": "unknown probe %s" % kind}
     print(json.dumps(res))
@@ -332,6 +346,63 @@ class Doctor:
         self.record(res["sudo_rc"] != 0, "no sudo", "sudo -n true as the agent",
                     "exit %d: %s" % (res["sudo_rc"], res["sudo_err"] or "-"))
 
+    # Fail closed (Linux) -----------------------------------------------
+    def start_guard(self):
+        guard = self.cfg.get("start_guard")
+        if not guard:
+            return
+        for path in guard["pam_files"]:
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    lines = [ln.split("#", 1)[0] for ln in fh]
+                wired = any("pam_exec.so" in ln and guard["script"] in ln for ln in lines)
+                happened = "runs %s" % guard["script"] if wired else "no pam_exec line for %s" % guard["script"]
+            except OSError as exc:
+                wired, happened = False, "cannot read it: %s" % (exc.strerror or exc)
+            self.record(wired, "start guard in PAM", "read " + path, happened)
+        # The guard moves every session of the agent into its slice: a probe started through
+        # agent-run (sudo) that runs there shows that the guard ran, and let it start.
+        res = self.as_agent("cgroup")
+        if res["outcome"] != "cgroup":
+            self.record(False, "agent starts in its slice", "start a probe through agent-run", res["detail"])
+            return
+        slice_name = "user-%d.slice" % res["uid"]
+        inside = "/%s/" % slice_name in res["path"]
+        self.record(inside, "agent starts in its slice", "start a probe through agent-run", res["detail"])
+        limits = self.cfg.get("limits")
+        if limits:
+            self.limits(slice_name, limits)
+
+    def limits(self, slice_name, expected):
+        props = ["MemoryMax", "TasksMax", "CPUWeight", "IOWeight"]
+        out = subprocess.run(["systemctl", "show", slice_name] + ["--property=" + p for p in props],
+                             capture_output=True, text=True, check=False).stdout
+        shown = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+        wrong = []
+        for prop in props:
+            want, got = str(expected.get(prop, "")), shown.get(prop, "")
+            if prop in ("CPUWeight", "IOWeight"):
+                ok = got == want
+            else:  # bytes and percentages come back resolved; only "unlimited" is known exactly
+                ok = (got == "infinity") == (want == "infinity") and got not in ("", "[not set]")
+            if not ok:
+                wrong.append("%s=%s (want %s)" % (prop, got or "-", want))
+        self.record(not wrong, "agent's resource limits set", "systemctl show " + slice_name,
+                    "; ".join(wrong) or " ".join("%s=%s" % (p, shown.get(p, "-")) for p in props))
+
+    def atomic_reload(self):
+        unit = self.cfg.get("atomic_reload")
+        if not unit:
+            return
+        props = ["ExecStart", "ExecReload", "ExecStop"]
+        out = subprocess.run(["systemctl", "show", unit] + ["--property=" + p for p in props],
+                             capture_output=True, text=True, check=False).stdout
+        shown = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+        # Each command must load the agents' table in the same transaction as the host's rules.
+        bad = [p for p in props if shown.get(p) and "/agent-sandbox/nftables-" not in shown[p]]
+        self.record(not bad, "firewall reloads keep the agents' table", "systemctl show " + unit,
+                    "%s without the agents' table" % ", ".join(bad) if bad else "start, reload and stop load it")
+
     def units(self):
         for unit in self.cfg.get("units", []):
             enabled = subprocess.run(["systemctl", "is-enabled", unit], capture_output=True,
@@ -342,12 +413,14 @@ class Doctor:
                         "systemctl is-enabled/is-active " + unit, "%s, %s" % (enabled, active))
 
     def run(self, quick=False):
-        steps = (self.identity, self.direct_egress, self.loopback, self.proxy_policy, self.files, self.units)
+        steps = (self.identity, self.direct_egress, self.loopback, self.proxy_policy, self.files, self.units,
+                 self.start_guard, self.atomic_reload)
         if quick:
             # What a working install must show at once, with no probe that waits for a timeout
-            # to pass: the units, direct UDP refused, the proxy listener, and through it the allowed
+            # to pass: the units, the start guard, limits and reload path, direct UDP refused, the proxy listener, and through it the allowed
             # path, the blocked host's 403 and the leak probe's refusal.
-            steps = (self.units, self.direct_udp, self.proxy_reachable, self.proxy_policy)
+            steps = (self.units, self.start_guard, self.atomic_reload, self.direct_udp, self.proxy_reachable,
+                     self.proxy_policy)
         for step in steps:
             step()
         return self.results
