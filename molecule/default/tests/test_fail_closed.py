@@ -71,7 +71,7 @@ def test_fork_bomb_stops_at_the_agent_task_limit_while_the_admin_forks_on(host, 
     echo $admin_rc
     """.format(start=start, forker=forker)
     out = host.run("bash -c %s" % shlex.quote(script))
-    lines = out.stdout.split()
+    lines = out.stdout.splitlines()
     assert len(lines) == 3, out.stdout + out.stderr
     agent, admin, admin_rc = json.loads(lines[0]), json.loads(lines[1]), lines[2]
     # The agent's fork failed with EAGAIN below its limit (its shell, sudo and python count too).

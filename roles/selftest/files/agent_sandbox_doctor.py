@@ -245,9 +245,10 @@ class Doctor:
             line = line.strip()
             if line.startswith("{"):
                 return json.loads(line)
+        # sudo shows PAM's messages (the start guard's reason) on stdout and its own on stderr.
+        said = " ".join(text.strip() for text in (proc.stdout, proc.stderr) if text.strip())
         return {"outcome": "error",
-                "detail": "probe did not run as %s (rc %d): %s" % (
-                    self.agent, proc.returncode, (proc.stderr or proc.stdout).strip()[:200])}
+                "detail": "probe did not run as %s (rc %d): %s" % (self.agent, proc.returncode, said[:400])}
 
     def record(self, ok, name, tried, happened):
         self.results.append({"agent": self.agent, "check": name, "status": "PASS" if ok else "FAIL",
@@ -263,7 +264,7 @@ class Doctor:
                         "connect to %s port %s" % (host, port), res["detail"])
             self.direct_udp_to(target)
             res = self.as_agent("ping", host, self.timeout)
-            self.record(res["outcome"] != "answered", "direct %s ICMP blocked" % fam,
+            self.record(res["outcome"] not in ("answered", "error"), "direct %s ICMP blocked" % fam,
                         "ping %s" % host, res["detail"])
         for resolver in self.cfg.get("dns_servers", []):
             res = self.as_agent("udp", resolver, 53, self.timeout)
