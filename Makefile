@@ -8,7 +8,7 @@ SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/m
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help venv lint docs unit sanity collection release-check docker images molecule test demo demo-clean fresh sandbox clean
+.PHONY: help venv lint docs unit sanity collection psl release-check docker images molecule test demo demo-clean fresh sandbox clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -42,6 +42,11 @@ sanity: venv ## ansible-test sanity on a collection-layout copy
 
 collection: venv ## Build the tarball, install it, use it (ansible-doc, syntax-check)
 	tests/collection.sh
+
+psl: venv ## Copy the Public Suffix List of the pinned publicsuffixlist package into roles/mitm_proxy/files/ (gzipped)
+	gzip -n -9 -c "$$(python -c 'import pathlib, publicsuffixlist as p; print(pathlib.Path(p.__file__).parent / "public_suffix_list.dat")')" \
+	  >roles/mitm_proxy/files/public_suffix_list.dat.gz
+	zcat roles/mitm_proxy/files/public_suffix_list.dat.gz | sed -n 's|^// VERSION: |psl: Public Suffix List |p'
 
 release-check: ## Fail if code changed since the last tag without a version bump
 	tests/release-check.sh

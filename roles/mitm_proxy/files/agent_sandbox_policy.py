@@ -31,7 +31,7 @@ Policy file
       "block_hint": "add it to mitm_proxy_allowlist and re-run the playbook",   # optional
       "rules": [                                   # default profile: every listener not named below
         "pypi.org",                                # shorthand for {"host": "pypi.org"}
-        {"host": "*.githubusercontent.com"},       # any subdomain, not the apex
+        {"host": "*.example.com"},                 # any subdomain, not the apex
         {"host": "api.github.com", "ports": [443], "methods": ["GET", "HEAD"],
          "paths": ["/repos/", "/user"], "name": "github-read"}
       ],
@@ -82,6 +82,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import difflib
 import functools
 import ipaddress
 import json
@@ -394,7 +395,9 @@ def _check_keys(obj, where, allowed, required=()):
         raise PolicyError("%s: must be a JSON object" % where)
     unknown = sorted(set(obj) - set(allowed))
     if unknown:
-        raise PolicyError("%s: unknown key %r (allowed: %s)" % (where, unknown[0], ", ".join(sorted(allowed))))
+        near = difflib.get_close_matches(unknown[0], sorted(allowed), n=1)
+        raise PolicyError("%s: unknown key %r%s (allowed: %s)" % (
+            where, unknown[0], " (did you mean %r?)" % near[0] if near else "", ", ".join(sorted(allowed))))
     for key in required:
         if key not in obj:
             raise PolicyError("%s: missing %r" % (where, key))
@@ -414,11 +417,18 @@ def _listener_port(text, where):
 def _parse_rule(raw, where):
     if isinstance(raw, str):
         raw = {"host": raw}
-    _check_keys(raw, where, ("host", "ports", "methods", "paths", "name", "comment"), ("host",))
+    _check_keys(raw, where, ("host", "ports", "methods", "paths", "name", "comment", "trust_every_owner_below"),
+                ("host",))
     pattern = parse_pattern(raw["host"], where + ".host")
     label = raw.get("name", raw["host"])
     if not isinstance(label, str) or not label or len(label) > 200 or _CONTROL.search(label):
         raise PolicyError("%s.name: must be a short single-line string" % where)
+    opt_in = raw.get("trust_every_owner_below", False)
+    if not isinstance(opt_in, bool):
+        raise PolicyError("%s.trust_every_owner_below: must be true or false" % where)
+    if opt_in:
+        # The audit log's `rule` shows that a wildcard over a shared suffix was opted into.
+        label += " [trust_every_owner_below]"
     ports = raw.get("ports", list(DEFAULT_PORTS))
     if not isinstance(ports, list) or not ports:
         raise PolicyError("%s.ports: must be a non-empty list of port numbers" % where)

@@ -1,5 +1,6 @@
 """Bad policy and secrets files give one clear error (and exit 2 from the validator); the index scales."""
 import random
+import re
 import subprocess
 import sys
 
@@ -26,12 +27,14 @@ GOOD_SECRET = SECRETS["secrets"][0]
     ([{"host": "example.com", "methods": []}], "non-empty list"),
     ([{"host": "example.com", "paths": ["v1"]}], "must start with '/'"),
     ([{"host": "example.com", "paths": ["/a/../b"]}], "'..' segments"),
-    ([{"host": "example.com", "path": ["/v1"]}], "unknown key 'path'"),
+    ([{"host": "example.com", "path": ["/v1"]}], "unknown key 'path' (did you mean 'paths'?)"),
+    ([{"hots": "example.com"}], "unknown key 'hots' (did you mean 'host'?)"),
+    ([{"host": "*.github.io", "trust_every_owner_below": "yes"}], "trust_every_owner_below: must be true or false"),
     ([{"ports": [443]}], "missing 'host'"),
     ([42], "must be a JSON object"),
 ])
 def test_malformed_rules(rules, message):
-    with pytest.raises(asp.PolicyError, match=message.replace("*", r"\*").replace(".", r"\.").replace("(", r"\(")):
+    with pytest.raises(asp.PolicyError, match=re.escape(message)):
         asp.parse_policy({"rules": rules})
 
 
@@ -192,3 +195,10 @@ def test_lookup_probes_one_key_per_label():
         CountingDict.probes = 0
         index.lookup(*asp.classify_host("a.b.c.d.e.f.example"))
         assert CountingDict.probes == 1 + 6   # one exact probe, then one per parent suffix
+
+
+def test_an_opted_in_wildcard_is_named_so_in_the_rule_label():
+    policy = asp.parse_policy({"rules": [{"host": "*.github.io", "trust_every_owner_below": True}, "myorg.example"]})
+    decision = policy.profile_for(8080).decide(asp.NAME, "someone.github.io", 443)
+    assert decision.allowed and decision.rule == "*.github.io [trust_every_owner_below]"
+    assert policy.profile_for(8080).decide(asp.NAME, "myorg.example", 443).rule == "myorg.example"
