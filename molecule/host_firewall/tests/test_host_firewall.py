@@ -311,6 +311,10 @@ BAD_SETTINGS = {
     "extra-covers-proxy": ({"host_firewall_extra_loopback_ports": ["8000-8100"]}, "covers proxy port(s) [8080]"),
     "dropped-agent": ({"host_firewall_agents": [{"user": "admin", "proxy_port": 8081}]},
                       "not in host_firewall_agents (or agent_sandbox_agents) any more and still exists"),
+    # Not a setting but the host: a PAM service that lets users set the (root) start guard's environment.
+    "pam-user-env": ({"hf_setup": "echo 'session required pam_env.so user_readenv=1' >/etc/pam.d/hf-user-env",
+                      "hf_cleanup": "rm -f /etc/pam.d/hf-user-env"},
+                     "/etc/pam.d/hf-user-env load pam_env with user_readenv=1"),
 }
 
 
