@@ -458,13 +458,19 @@ def main(argv=None):
     failed = [r for r in results if r["status"] == "FAIL"]
     unit = cfg.get("proxy_unit") or ""
     log = last_log_line(unit) if failed and unit else ""
+    # Not checks: what the admin chose and should keep in mind (the wildcards opted into with
+    # trust_every_owner_below reach names anyone can own).
+    notes = ["%s is allowed with trust_every_owner_below: anyone who gets a name under it can receive data"
+             " from the agent" % host for host in cfg.get("opted_in_wildcards", [])]
     if args.json:
         print(json.dumps({"results": results, "passed": len(results) - len(failed),
-                          "failed": len(failed), "proxy_unit": unit, "proxy_log": log}, indent=2))
+                          "failed": len(failed), "proxy_unit": unit, "proxy_log": log, "notes": notes}, indent=2))
     else:
         for r in results:
             print("%s  [%s] %s: tried %s -> %s" % (
                 r["status"], r["agent"], r["check"], r["tried"], r["happened"]))
+        for note in notes:
+            print("NOTE  " + note)
         print("\n%d checks, %d passed, %d failed" % (len(results), len(results) - len(failed), len(failed)))
         if failed:
             if log:
