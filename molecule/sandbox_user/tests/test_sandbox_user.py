@@ -53,6 +53,18 @@ def test_agent_has_a_locked_password_a_login_shell_and_its_own_group(host):
     assert host.user(ADMIN).password.startswith("$6$")  # control: the admin's is a real hash
 
 
+def test_agent_slice_has_the_default_resource_limits(host):
+    uid = host.user(AGENT).uid
+    conf = host.file("/etc/systemd/system/user-%d.slice.d/agent-sandbox.conf" % uid)
+    assert conf.user == "root" and conf.mode == 0o644
+    shown = host.check_output("systemctl show user-%d.slice -p MemoryMax -p TasksMax -p CPUWeight -p IOWeight" % uid)
+    assert {"TasksMax=4096", "CPUWeight=50", "IOWeight=50"} <= set(shown.split()), shown
+    assert "MemoryMax=infinity" not in shown, shown  # 50% of the container's memory, in bytes
+    # Control: the admin's slice keeps systemd's defaults.
+    admin = host.check_output("systemctl show user-%d.slice -p CPUWeight -p TasksMax" % host.user(ADMIN).uid)
+    assert "CPUWeight=50" not in admin and "TasksMax=4096" not in admin, admin
+
+
 def test_agent_home_is_private(host):
     home = host.file("/home/%s" % AGENT)
     assert home.user == AGENT
@@ -246,12 +258,19 @@ BAD_INPUT = {
     "belongs to 'admin'": {"sandbox_user_name": "agent2", "sandbox_user_uid": "{{ su_admin_uid }}"},
     # prepare.yml made /home/kept-home, the admin's folder: a teardown's kept home must be the agent's own.
     "belongs to the account admin": {"sandbox_user_name": "kept-home"},
+    # The agents' resource limits: each kind of mistake, named with what was given.
+    "sandbox_user_memory_max must be bytes with K, M, G or T (4G), a percentage of the host's memory (50%) or "
+    "infinity (got lots)": {"sandbox_user_memory_max": "lots"},
+    "sandbox_user_tasks_max a number of at least 32 or infinity (got 5)": {"sandbox_user_tasks_max": 5},
+    "sandbox_user_cpu_weight and sandbox_user_io_weight between 1 and 10000 (got 0, 50)": {"sandbox_user_cpu_weight": 0},
 }
 # The validation task that refuses each case, where it is not the name and uid check.
 BAD_INPUT_TASK = {
     "belongs to the account admin": "Check that no agent to be created would get another account's folder as its home",
 }
-WATCHED_STATE = "sha256sum /etc/sudoers.d/agent-sandbox /etc/passwd /etc/group /etc/cron.deny"
+BAD_INPUT_TASK.update({message: "Check the resource limits" for message in BAD_INPUT if message.startswith("sandbox_user_")})
+WATCHED_STATE = ("sha256sum /etc/sudoers.d/agent-sandbox /etc/passwd /etc/group /etc/cron.deny "
+                 "/etc/systemd/system/user-*.slice.d/agent-sandbox.conf")
 
 
 @pytest.fixture(scope="module")
