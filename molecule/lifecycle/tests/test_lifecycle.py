@@ -1,4 +1,4 @@
-"""A sandbox's whole life, on Debian 12, as a user would live it.
+"""A sandbox's whole life, on Debian 12 and 13 at once, as a user would live it.
 
 The tests run in file order and drive the playbooks themselves:
 1. the previous release installed (the newest tag before this commit, else b345567), doctor;
@@ -26,14 +26,14 @@ import testinfra
 SCENARIO = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"])
 REPO = SCENARIO.parents[1]
 sys.path.insert(0, str(REPO / "molecule" / "shared"))
-from sandbox_runs import doctor, run_playbook  # noqa: E402  (molecule/shared, shared with fleet)
+from sandbox_runs import REQUIRED_0_1, doctor, run_playbook  # noqa: E402  (molecule/shared, shared with fleet)
 
 # Each step's ansible-playbook output and the doctor's summary after each install, kept after
 # the scenario's containers are gone (the inventory folder is not).
 LOGS = Path(tempfile.gettempdir()) / ("agent-sandbox-lifecycle-%s" % (os.environ.get("MOLECULE_NAME_PREFIX") or "as"))
 LOGS.mkdir(exist_ok=True)
 PREFIX = os.environ.get("MOLECULE_NAME_PREFIX") or "as"
-HOSTS = ["%s-lifecycle-bookworm" % PREFIX]  # molecule.yml: one container
+HOSTS = ["%s-lifecycle-%s" % (PREFIX, suite) for suite in ("bookworm", "trixie")]
 # The commit before the first release: the previous version when no tag precedes this commit.
 BEFORE_FIRST_RELEASE = "b345567"
 AUDIT_LOG = "/var/log/agent-sandbox/proxy/audit.jsonl"
@@ -52,7 +52,7 @@ INSTALLED_PATHS = [
 
 def checked(step, name):
     """The doctor on host name, all PASS; its summary goes to LOGS/doctor-summary.txt."""
-    data = doctor(host(name))
+    data = doctor(host(name), REQUIRED_0_1 if step.startswith("1-") else None)  # step 1: the previous release
     with open(LOGS / "doctor-summary.txt", "a", encoding="utf-8") as fh:
         fh.write("%s %s: %d checks, %d passed, %d failed\n" % (step, name, len(data["results"]), data["passed"],
                                                                data["failed"]))
