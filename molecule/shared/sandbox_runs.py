@@ -22,7 +22,10 @@ REQUIRED_0_1 = {
 }
 REQUIRED = REQUIRED_0_1 | {
     "start guard in PAM", "agent starts in its slice", "agent's resource limits set",
-    "firewall reloads keep the agents' table",
+    "firewall reloads keep the agents' table", "only its owner writes each repository's .git",
+    # Checks of the host, run once (with the first agent).
+    "admin's git refuses the agents' repositories", "admin's git ignores planted bare repositories",
+    "admin's view of the share follows no link",
 }
 
 

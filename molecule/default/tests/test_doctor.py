@@ -1,6 +1,7 @@
 """The whole sandbox keeps its promises: agent-sandbox doctor, run by the admin,
 tries each one as the agent and every check must pass."""
 import json
+import os
 
 import pytest
 
@@ -12,7 +13,12 @@ REQUIRED = {
     "blocked host gets the policy 403", "placeholder sent to a wrong host refused",
     "protected file unreadable", "unit enabled and active",
     "start guard in PAM", "agent starts in its slice", "agent's resource limits set",
-    "firewall reloads keep the agents' table",
+    "firewall reloads keep the agents' table", "only its owner writes each repository's .git",
+}
+# Checks of the host rather than of one agent: the doctor runs them once, with the first agent.
+HOST_REQUIRED = {
+    "admin's git refuses the agents' repositories", "admin's git ignores planted bare repositories",
+    "admin's view of the share follows no link",
 }
 
 
@@ -35,12 +41,41 @@ def test_every_agent_was_checked(host, report):
     assert {r["agent"] for r in report[1]["results"]} == agents
     for agent in agents:
         assert REQUIRED <= {r["check"] for r in report[1]["results"] if r["agent"] == agent}, agent
+    assert HOST_REQUIRED <= {r["check"] for r in report[1]["results"] if r["agent"] == "agent"}
 
 
 def test_every_check_passed(report):
     rc, data = report
     failed = [r for r in data["results"] if r["status"] != "PASS"]
     assert failed == [] and rc == 0, json.dumps(failed, indent=1)
+
+
+def quick_report(host):
+    out = host.run("runuser -u admin -- agent-sandbox doctor --quick --json")
+    assert out.stdout.strip().startswith("{"), out.stderr
+    return {(r["agent"], r["check"]): r for r in json.loads(out.stdout)["results"]}
+
+
+def test_doctor_lists_what_lets_the_agent_act_as_the_admin(host):
+    # A repository the admin makes in the share inherits the share's ACL: the agents can write its
+    # .git until it is adopted. And an admin safe.directory entry for the share undoes the design.
+    repo = "/srv/agent-workspace/doctor-open-%d" % os.getpid()
+    check = ("agent", "only its owner writes each repository's .git")
+    trust = ("agent", "admin's git refuses the agents' repositories")
+    assert host.run("runuser -u admin -- git init -q %s" % repo).rc == 0
+    try:
+        host.run("runuser -u admin -- git config --global --add safe.directory '/srv/agent-workspace/*'")
+        report = quick_report(host)
+        assert report[check]["status"] == "FAIL" and repo + "/.git" in report[check]["happened"], report[check]
+        assert report[trust]["status"] == "FAIL" and "/srv/agent-workspace/*" in report[trust]["happened"]
+        host.run("runuser -u admin -- git config --global --unset-all safe.directory '^/srv/agent-workspace/\\*$'")
+        adopted = host.run("agent-sandbox adopt %s --owner admin" % repo)
+        assert adopted.rc == 0 and "changed:" in adopted.stdout, adopted.stdout + adopted.stderr
+        report = quick_report(host)
+        assert report[check]["status"] == "PASS", report[check]
+        assert report[trust]["status"] == "PASS", report[trust]
+    finally:
+        host.run("rm -rf %s" % repo)
 
 
 def test_doctor_fails_when_a_promise_breaks(host):

@@ -47,6 +47,7 @@ INSTALLED_PATHS = [
     "/etc/systemd/system/agent-sandbox-proxy.service", "/etc/systemd/system/agent-sandbox-firewall.service",
     "/etc/polkit-1/rules.d/60-agent-sandbox.rules", "/srv/agent-workspace",
     "/etc/sysctl.d/60-agent-sandbox-shared-workspace.conf", "/etc/profile.d/agent-sandbox-nix.sh",
+    "/etc/profile.d/agent-sandbox-admin.sh", "/usr/local/sbin/agent-sandbox-adopt", "/srv/agent-workspace-nofollow",
 ]
 
 
@@ -202,6 +203,7 @@ def test_5_full_teardown_leaves_nothing_but_what_is_kept_on_purpose(before_full_
         assert "agent" not in h.run("cat %s 2>/dev/null", deny).stdout.split()
     safe = h.run("runuser -u admin -- git config --global --get-all safe.directory").stdout
     assert "/srv/agent-workspace" not in safe, safe
+    assert h.run("runuser -u admin -- git config --global --get safe.bareRepository").rc == 1
     # Kept on purpose (playbooks/teardown.yml): the audit log and the agent's home.
     assert h.file(AUDIT_LOG).exists and h.file(MARKER).exists
     # Control: the admin's own account is untouched.

@@ -35,10 +35,6 @@ def unique(prefix):
     return "%s-%s" % (prefix, uuid.uuid4().hex[:8])
 
 
-def git_version(host):
-    return tuple(int(p) for p in host.run("git --version").stdout.split()[2].split(".")[:2])
-
-
 def test_share_is_owned_by_admin_and_group_setgid_2770(host):
     share = host.file(SHARE)
     assert share.is_directory
@@ -143,6 +139,8 @@ def test_protected_links_are_persisted(host):
     lines = conf.content_string.split()
     assert "fs.protected_symlinks=1" in lines
     assert "fs.protected_hardlinks=1" in lines
+    assert "fs.protected_regular=2" in lines
+    assert "fs.protected_fifos=2" in lines
 
 
 def test_agent_cannot_hardlink_a_file_of_the_admin_into_the_share(host):
@@ -161,54 +159,291 @@ def test_agent_cannot_hardlink_a_file_of_the_admin_into_the_share(host):
     assert host.file(link).user == AGENT
 
 
-def test_admin_and_agent_share_a_repository_the_agent_created(host):
-    repo = "%s/proj" % SHARE
-    git = "git -c user.name=%s -c user.email=%s@example.invalid -C " + repo
-    ok(as_user(host, AGENT, "rm -rf %s/.git %s/*; git init -q %s && echo a > %s/a && %s add a && %s commit -q -m agent"
-               % (repo, repo, repo, repo, git % (AGENT, AGENT), git % (AGENT, AGENT))))
-    # The admin's git trusts it (safe.directory) and can commit into it, with umask 077.
-    assert "nothing to commit" in ok(as_user(host, ADMIN, "git -C %s status" % repo))
-    ok(as_user(host, ADMIN, "echo b >> %s/a && %s commit -q -am admin" % (repo, git % (ADMIN, ADMIN))))
-    # And the agent carries on from the admin's commit.
-    assert ok(as_user(host, AGENT, "git -C %s log --format=%%s" % repo)).split() == ["admin", "agent"]
+# --------------------------------------------------------------------------------------------
+# Links (issue 18, promise 2): in the admin's no-follow view, a link an agent planted in the share
+# sends no read or write of the admin outside the share. The controls do the same through the
+# share's own path, where the kernel follows the link.
+# --------------------------------------------------------------------------------------------
+VIEW = SHARE + "-nofollow"
 
 
-def test_admin_git_refuses_an_agent_repository_outside_the_share(host):
-    repo = "/var/tmp/%s" % unique("agentrepo")
-    ok(as_user(host, AGENT, "git init -q %s && chmod 0755 %s && chmod -R go+rX %s" % (repo, repo, repo)))
-    refused = as_user(host, ADMIN, "git -C %s status" % repo)
-    assert refused.rc == 128 and "dubious ownership" in refused.stderr, refused.stderr
-    # Control: the agent's own git works there.
-    ok(as_user(host, AGENT, "git -C %s status" % repo))
+def test_the_no_follow_view_is_the_share_mounted_with_nosymfollow(host):
+    mount = ok(host.run("findmnt -n -o SOURCE,OPTIONS --mountpoint %s" % VIEW))
+    assert "nosymfollow" in mount.split()[-1].split(","), mount
+    name = unique("seen")
+    ok(as_user(host, ADMIN, "echo here > %s/%s" % (VIEW, name)))
+    assert host.file("%s/%s" % (SHARE, name)).content_string == "here\n"
+    assert host.service(ok(host.run("systemd-escape --path --suffix=mount %s" % VIEW)).strip()).is_enabled
 
 
-def test_an_unlisted_repository_in_the_share_is_trusted_only_by_git_2_46_and_later(host):
-    repo = "%s/%s" % (SHARE, unique("adhoc"))
-    ok(as_user(host, AGENT, "git init -q %s" % repo))
-    result = as_user(host, ADMIN, "git -C %s status" % repo)
-    if git_version(host) >= (2, 46):
-        assert result.rc == 0, result.stderr
+@pytest.mark.parametrize("action", ["append", "copy-onto", "copy-out", "into-folder"])
+def test_a_planted_link_does_not_redirect_the_admin_in_the_view(host, action):
+    secret = "/home/%s/secret.txt" % ADMIN
+    before = host.file(secret).content_string
+    name = unique("link")
+    if action == "into-folder":
+        ok(as_user(host, AGENT, "ln -s /home/%s %s/%s" % (ADMIN, SHARE, name)))
+        command = "cp /etc/hostname {root}/%s/planted-by-link" % name
+        landed = "/home/%s/planted-by-link" % ADMIN
     else:
-        # `<share>/*` is compared literally before git 2.46 (Debian 12): only the share, the
-        # projects and the clones are trusted by name. Documented in docs/roles/shared_workspace.md.
-        assert result.rc == 128 and "dubious ownership" in result.stderr
+        ok(as_user(host, AGENT, "ln -s %s %s/%s" % (secret, SHARE, name)))
+        command = {
+            "append": "echo 'admin note' >> {root}/%s" % name,
+            "copy-onto": "cp /etc/hostname {root}/%s" % name,
+            "copy-out": "cp {root}/%s {root}/%s.bak" % (name, name),
+        }[action]
+        landed = None
+    refused = as_user(host, ADMIN, command.format(root=VIEW))
+    assert refused.rc != 0 and "Too many levels of symbolic links" in refused.stderr, refused.stderr
+    assert host.file(secret).content_string == before
+    assert not host.file("%s/%s.bak" % (SHARE, name)).exists
+    if landed:
+        assert not host.file(landed).exists
+    # Control: through the share's own path the kernel follows the agent's link.
+    try:
+        ok(as_user(host, ADMIN, command.format(root=SHARE)))
+        if action == "copy-out":
+            assert ok(as_user(host, AGENT, "cat %s/%s.bak" % (SHARE, name))) == before
+        elif landed:
+            assert host.file(landed).exists
+        else:
+            assert host.file(secret).content_string != before
+    finally:
+        host.run("printf %%s %s > %s; rm -f /home/%s/planted-by-link" % (shlex.quote(before), secret, ADMIN))
 
 
-def test_agent_works_in_the_admins_clone(host):
+# --------------------------------------------------------------------------------------------
+# Git (issue 18, promise 1): nothing an agent writes in the share makes the admin's git run a
+# program or contact a host. Each plant below fires when the admin's git trusts the repository
+# (the controls), and does nothing in the arrangements the role sets up.
+# --------------------------------------------------------------------------------------------
+MARKS = "/var/tmp/git-plant"
+ADMIN_GIT = "git -c user.name=admin -c user.email=admin@example.invalid"
+AGENT_GIT = "git -c user.name=agent -c user.email=agent@example.invalid"
+# What an admin types in a repository every day.
+ADMIN_COMMANDS = ["status", "diff", "log -1", "commit -qam admin", "checkout -q -b from-admin", "switch -q -",
+                  "fetch -q origin", "pull -q origin main", "push -q origin HEAD:refs/heads/from-admin-$$",
+                  "rebase -q HEAD"]
+
+
+def marks(host, name):
+    path = "%s/%s" % (MARKS, name)
+    return host.file(path).content_string.split() if host.file(path).exists else []
+
+
+def plant(repo_git, name):
+    """Shell that makes the repository at repo_git run `id -un >> MARKS/name` in every way it can."""
+    mark = "id -un >> %s/%s" % (MARKS, name)
+    config = {
+        "core.fsmonitor": mark + "; true",
+        "core.pager": mark + "; cat",
+        "core.editor": mark + "; true",
+        "core.sshCommand": mark + "; false",
+        "diff.external": mark + "; true",
+        "filter.x.clean": mark + "; cat",
+        "filter.x.smudge": mark + "; cat",
+        "remote.origin.uploadpack": mark + "; false",
+        "remote.origin.receivepack": mark + "; false",
+        "sequence.editor": mark + "; true",
+    }
+    lines = ["git config --file %s/config %s %s" % (repo_git, key, shlex.quote(value)) for key, value in config.items()]
+    for hook in ("pre-commit", "post-commit", "post-checkout", "pre-push", "reference-transaction", "pre-rebase",
+                 "post-merge", "post-rewrite"):
+        lines.append("printf '#!/bin/sh\\n%s\\n' > %s/hooks/%s && chmod 0755 %s/hooks/%s"
+                     % (mark, repo_git, hook, repo_git, hook))
+    return " && ".join(lines)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def mark_folder(host):
+    ok(host.run("install -d -m 1777 %s" % MARKS))
+
+
+def admin_repo(host, path, adopt):
+    """A repository the admin creates in the share, with a remote and one commit, optionally adopted."""
+    ok(as_user(host, ADMIN, "umask 022; git clone -q file:///opt/fixtures/demo.git %s && echo x >> %s/README"
+               % (path, path)))
+    ok(as_user(host, ADMIN, "%s -C %s commit -qam start && %s -C %s branch -q other" % (ADMIN_GIT, path, ADMIN_GIT, path)))
+    if adopt:
+        said = ok(host.run("agent-sandbox-adopt %s --owner %s" % (path, ADMIN))).splitlines()
+        assert said[-1].startswith("changed:"), said
+
+
+def test_admin_git_refuses_a_repository_an_agent_made(host):
+    repo = "%s/%s" % (SHARE, unique("agent-made"))
+    name = os.path.basename(repo)
+    ok(as_user(host, AGENT, "git clone -q file:///opt/fixtures/agent-demo.git %s && echo y >> %s/README && "
+               "echo 'a filter=x' > %s/.gitattributes" % (repo, repo, repo)))
+    ok(as_user(host, AGENT, plant(repo + "/.git", name)))
+    for command in ADMIN_COMMANDS:
+        refused = as_user(host, ADMIN, "cd %s && %s %s" % (repo, ADMIN_GIT, command))
+        # `git diff` outside a repository it trusts falls back to comparing paths (--no-index) and
+        # stops with its usage (129); every other command stops at the ownership check (128).
+        assert refused.rc in (128, 129) and ("dubious ownership" in refused.stderr or
+                                             "Not a git repository" in refused.stderr), (command, refused.stderr)
+    # The shell prompt of many admins runs this in every folder they enter.
+    refused = as_user(host, ADMIN, "cd %s && git rev-parse --abbrev-ref HEAD" % repo)
+    assert refused.rc == 128
+    assert marks(host, name) == []
+    # Control: the plant is live. With the trust the role no longer gives, the admin's git runs it.
+    fired = as_user(host, ADMIN, "cd %s && %s -c safe.directory=%s status" % (repo, ADMIN_GIT, repo))
+    assert fired.rc == 0, fired.stderr
+    assert ADMIN in marks(host, name)
+
+
+def test_agent_cannot_change_the_git_of_the_admins_repository(host):
+    repo = "%s/%s" % (SHARE, unique("admin-adopted"))
+    name = os.path.basename(repo)
+    admin_repo(host, repo, adopt=True)
+    attempts = [
+        plant(repo + "/.git", name),
+        "echo '[include] path = %s/evil.cfg' >> %s/.git/config" % (SHARE, repo),
+        "echo %s/elsewhere > %s/.git/commondir" % (SHARE, repo),
+        "mv %s/.git/config %s/.git/config.old" % (repo, repo),
+        "mkdir %s/.git/modules" % repo,
+        "echo %s > %s/.git/objects/info/alternates" % (SHARE, repo),
+        "touch %s/.git/hooks/new" % repo,
+    ]
+    for attempt in attempts:
+        denied = as_user(host, AGENT, attempt)
+        assert denied.rc != 0 and "Permission denied" in denied.stderr, (attempt, denied.stderr)
+    # Swapping the whole .git for one of its own makes the admin's git refuse the repository.
+    ok(as_user(host, AGENT, "cd %s && mv .git .git-admin && git init -q . && %s" % (repo, plant(".git", name))))
+    refused = as_user(host, ADMIN, "git -C %s status" % repo)
+    assert refused.rc == 128 and "dubious ownership" in refused.stderr
+    ok(host.run("cd %s && rm -rf .git && mv .git-admin .git" % repo))
+    # The admin's daily commands work and run nothing of the agent's.
+    ok(as_user(host, AGENT, "echo 'from the agent' >> %s/README" % repo))
+    for command in ADMIN_COMMANDS:
+        result = as_user(host, ADMIN, "cd %s && %s %s" % (repo, ADMIN_GIT, command))
+        assert result.rc == 0, (command, result.stderr)
+    assert marks(host, name) == []
+    # The agent reads the history (its own trust, which git before 2.46 does not take from `<share>/*`)
+    # but cannot commit.
+    agent_git = "%s -c safe.directory=%s -C %s" % (AGENT_GIT, repo, repo)
+    assert "admin" in ok(as_user(host, AGENT, "%s log -1 --format=%%s" % agent_git))
+    denied = as_user(host, AGENT, "%s commit -qam agent" % agent_git)
+    assert denied.rc != 0 and "Permission denied" in denied.stderr
+
+
+def test_an_admin_repository_is_open_until_it_is_adopted(host):
+    # Control for the test above: the same plant in a repository the admin made but did not adopt
+    # runs as the admin. The doctor lists such repositories (default scenario).
+    repo = "%s/%s" % (SHARE, unique("admin-open"))
+    name = os.path.basename(repo)
+    admin_repo(host, repo, adopt=False)
+    ok(as_user(host, AGENT, plant(repo + "/.git", name)))
+    ok(as_user(host, ADMIN, "git -C %s status" % repo))
+    assert ADMIN in marks(host, name)
+    # Adopting it for the admin switches the planted hooks off and lists the settings to review.
+    out = ok(host.run("agent-sandbox-adopt %s --owner %s" % (repo, ADMIN)))
+    assert "disabled hook: %s/.git/hooks/pre-commit" % repo in out
+    assert "review: %s/.git/config sets core.fsmonitor" % repo in out
+    assert host.run("agent-sandbox-adopt %s --check" % repo).rc == 0
+
+
+def test_adopt_refuses_what_it_must_not_bless(host):
+    repo = "%s/%s" % (SHARE, unique("admin-include"))
+    admin_repo(host, repo, adopt=False)
+    ok(as_user(host, AGENT, "git config --file %s/.git/config include.path %s/evil.cfg" % (repo, SHARE)))
+    refused = host.run("agent-sandbox-adopt %s --owner %s" % (repo, ADMIN))
+    assert refused.rc == 2 and "includes other files" in refused.stderr
+    # A link the agent planted cannot send the adoption outside the share.
+    link = "%s/%s" % (SHARE, unique("to-admin-home"))
+    ok(as_user(host, AGENT, "ln -s /home/%s %s" % (ADMIN, link)))
+    refused = host.run("agent-sandbox-adopt %s --owner %s" % (link, AGENT))
+    assert refused.rc == 2 and "not inside the shared workspace" in refused.stderr
+    assert host.file("/home/%s" % ADMIN).user == ADMIN
+    refused = host.run("agent-sandbox-adopt %s --owner nobody" % repo)
+    assert refused.rc == 2 and "must be one of" in refused.stderr
+
+
+def test_the_agent_works_in_its_own_clone_and_the_admin_takes_its_commits(host):
     clone = "%s/demo" % SHARE
-    assert host.file(clone).user == ADMIN
-    assert ok(as_user(host, AGENT, "cat %s/README" % clone)) == "demo\n"
-    ok(as_user(host, AGENT, "git -C %s status" % clone))
+    assert host.file(clone + "/.git").user == AGENT
+    assert ok(host.run("agent-sandbox-adopt %s --check" % clone)).splitlines()[-1].startswith("ok:")
+    # (git's upload-pack refuses a local repository of another user, the admin's fixture here; the
+    # agent fetches from one of its own, as it would from a remote over HTTPS through the proxy.)
+    ok(as_user(host, AGENT, "cd %s && %s switch -q -c %s && echo more >> README && %s commit -qam 'agent work' "
+               "&& git fetch -q file:///opt/fixtures/agent-demo.git main:refs/remotes/mine/main"
+               % (clone, AGENT_GIT, unique("topic"), AGENT_GIT)))
+    # The admin's git refuses the agent's clone ...
+    refused = as_user(host, ADMIN, "git -C %s log -1" % clone)
+    assert refused.rc == 128 and "dubious ownership" in refused.stderr
+    # ... and takes its commits as data: a bundle the agent's git writes, fetched into the admin's repository.
+    bundle = host.check_output("mktemp /var/tmp/agent-XXXXXX.bundle")
+    ok(host.run("chown %s %s && runuser -u %s -- git -C %s bundle create - HEAD > %s" % (ADMIN, bundle, AGENT, clone, bundle)))
+    mine = "/home/%s/%s" % (ADMIN, unique("mine"))
+    ok(as_user(host, ADMIN, "git clone -q file:///opt/fixtures/demo.git %s && git -C %s fetch -q %s HEAD:agent-work"
+               % (mine, mine, bundle)))
+    assert ok(as_user(host, ADMIN, "git -C %s log -1 --format=%%s agent-work" % mine)).strip() == "agent work"
 
 
-@pytest.mark.parametrize("user", [ADMIN, AGENT])
-def test_git_trusts_exactly_the_share(host, user):
-    entries = ok(as_user(host, user, "git config --global --get-all safe.directory")).split()
+def test_the_admins_clone_keeps_its_git_to_the_admin(host):
+    clone = "%s/admin-demo" % SHARE
+    assert host.file(clone + "/.git").user == ADMIN
+    assert as_user(host, AGENT, "touch %s/.git/hooks/pre-commit" % clone).rc != 0
+    ok(as_user(host, ADMIN, "git -C %s status" % clone))
+
+
+def test_an_agent_repository_at_the_share_root_captures_no_admin_git(host):
+    # git looks upwards for a repository: one at the share root would cover every plain folder.
+    name = unique("root-repo")
+    try:
+        ok(as_user(host, AGENT, "git init -q %s && %s" % (SHARE, plant(SHARE + "/.git", name))))
+        refused = as_user(host, ADMIN, "cd %s/proj && git status" % SHARE)
+        assert refused.rc == 128 and "dubious ownership" in refused.stderr
+        assert marks(host, name) == []
+    finally:
+        host.run("rm -rf %s/.git" % SHARE)
+
+
+def test_a_bare_repository_planted_in_an_admin_folder_is_not_used(host):
+    folder = "%s/proj/%s" % (SHARE, unique("plain"))
+    name = os.path.basename(folder)
+    ok(as_user(host, ADMIN, "mkdir %s" % folder))
+    # The folder is the admin's: the ownership check alone would let it through.
+    ok(as_user(host, AGENT, "cd %s && git init -q --bare . && git config --file config core.bare false && "
+               "git config --file config core.worktree %s && %s" % (folder, folder, plant(".", name))))
+    assert host.file(folder).user == ADMIN
+    refused = as_user(host, ADMIN, "cd %s && git status" % folder)
+    assert refused.rc != 0 and "bare repository" in refused.stderr, refused.stderr
+    assert marks(host, name) == []
+    # Control: with git's default (`all`) the admin's git uses it and runs the plant.
+    as_user(host, ADMIN, "cd %s && git -c safe.bareRepository=all status" % folder)
+    assert ADMIN in marks(host, name)
+
+
+def test_git_trust_settings(host):
+    # The admin trusts nothing in the share and uses no implicit bare repository ...
+    admin = as_user(host, ADMIN, "git config --global --get-all safe.directory")
+    assert not [e for e in admin.stdout.split() if e == "*" or e.startswith(SHARE)], admin.stdout
+    assert ok(as_user(host, ADMIN, "git config --global safe.bareRepository")).strip() == "explicit"
+    # ... the agents list exactly the share, to read the admin's repositories.
+    entries = ok(as_user(host, AGENT, "git config --global --get-all safe.directory")).split()
     assert "*" not in entries
     assert SHARE in entries and SHARE + "/*" in entries
     assert all(e == SHARE or e.startswith(SHARE + "/") for e in entries), entries
     # No system-wide trust was added.
     assert host.run("git config --system --get-all safe.directory").stdout == ""
+
+
+def test_admin_python_does_not_import_the_agents_modules(host):
+    folder = "%s/proj" % SHARE
+    name = unique("venv")
+    ok(as_user(host, AGENT, "printf 'import os\\nos.system(\"id -un >> %s/%s\")\\n' > %s/venv.py"
+               % (MARKS, name, folder)))
+    try:
+        # Whether or not venv itself succeeds here, the agent's venv.py must not run.
+        host.run("runuser -l %s -c %s" % (ADMIN, shlex.quote("cd %s && python3 -m venv --without-pip /var/tmp/%s"
+                                                             % (folder, name))))
+        assert marks(host, name) == []
+        # Control: without PYTHONSAFEPATH the admin's python runs the agent's venv.py.
+        host.run("runuser -l %s -c %s" % (ADMIN, shlex.quote("cd %s && env -u PYTHONSAFEPATH python3 -m venv x"
+                                                             % folder)))
+        assert marks(host, name) == [ADMIN]
+    finally:
+        host.run("rm -f %s/venv.py" % folder)
 
 
 @pytest.mark.parametrize(

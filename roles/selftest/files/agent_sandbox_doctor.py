@@ -18,6 +18,7 @@ import errno
 import grp
 import json
 import os
+import pwd
 import socket
 import ssl
 import subprocess
@@ -186,6 +187,12 @@ def probe_cgroup():
     return {"outcome": "cgroup", "uid": os.getuid(), "path": path, "detail": path or "no systemd cgroup"}
 
 
+def probe_writable(paths):
+    """Which of the paths the probe's user could change (access(2) with the real uid, ACLs included)."""
+    writable = [p for p in paths if os.path.lexists(p) and os.access(p, os.W_OK)]
+    return {"outcome": "writable", "paths": writable, "detail": "%d of %d writable" % (len(writable), len(paths))}
+
+
 def run_probe(argv):
     kind, args = argv[0], argv[1:]
     if kind == "tcp":
@@ -202,6 +209,8 @@ def run_probe(argv):
         res = probe_identity()
     elif kind == "cgroup":
         res = probe_cgroup()
+    elif kind == "writable":
+        res = probe_writable(json.loads(args[0]))
     else:
         res = {"outcome": "error", "detail": "unknown probe %s" % kind}
     print(json.dumps(res))
@@ -228,11 +237,58 @@ def listening_tcp_ports():
     return sorted(ports)
 
 
+def git_folders(share, max_depth=6, max_folders=20000):
+    """The .git folders and bare repositories below the share (links are not followed)."""
+    found, seen = [], 0
+    base = share.rstrip("/").count("/")
+    for root, dirs, files in os.walk(share):
+        seen += 1
+        if seen > max_folders:
+            break
+        if ".git" in dirs:
+            found.append(os.path.join(root, ".git"))
+            dirs.remove(".git")
+        if "HEAD" in files and "objects" in dirs and "refs" in dirs:
+            found.append(root)
+            dirs[:] = []
+            continue
+        dirs[:] = [d for d in dirs if d != "node_modules"] if root.count("/") - base < max_depth else []
+    return found
+
+
+def git_control_paths(gitdir):
+    """What in a .git folder decides what git runs and where it connects."""
+    paths = [gitdir] + [os.path.join(gitdir, n) for n in ("config", "hooks", "info", "modules", "worktrees")]
+    hooks = os.path.join(gitdir, "hooks")
+    try:
+        paths += [os.path.join(hooks, n) for n in os.listdir(hooks) if not n.endswith(".sample")]
+    except OSError:
+        pass
+    return paths
+
+
+def owner_name(path):
+    try:
+        return pwd.getpwuid(os.lstat(path).st_uid).pw_name
+    except (KeyError, OSError):
+        return "?"
+
+
+def covers(entry, share):
+    """Whether a safe.directory entry lets git trust a repository in the share."""
+    entry = entry.rstrip("/")
+    if entry in ("*", share) or entry.startswith(share + "/"):
+        return True
+    return entry.endswith("/*") and (share + "/").startswith(entry[:-1])
+
+
 class Doctor:
-    def __init__(self, cfg, agent):
+    def __init__(self, cfg, agent, host_checks=True):
         self.cfg = cfg
         self.agent = agent
+        self.host_checks = host_checks
         self.results = []
+        self.notes = []
         self.timeout = float(cfg.get("timeout", 3))
         self.self_path = os.path.realpath(__file__)
 
@@ -404,6 +460,89 @@ class Doctor:
         self.record(not bad, "firewall reloads keep the agents' table", "systemctl show " + unit,
                     "%s without the agents' table" % ", ".join(bad) if bad else "start, reload and stop load it")
 
+    # Shared workspace: what the agent writes must not act as the admin ---------
+    def kernel_links(self):
+        ws = self.cfg.get("workspace") or {}
+        wanted = ws.get("sysctls") or {}
+        if not wanted:
+            return
+        low = []
+        for name, want in sorted(wanted.items()):
+            try:
+                with open("/proc/sys/" + name.replace(".", "/"), encoding="utf-8") as fh:
+                    got = int(fh.read().strip())
+            except (OSError, ValueError):
+                got = None
+            if got is None or got < int(want):
+                low.append("%s=%s (want %s)" % (name, "?" if got is None else got, want))
+        happened = "; ".join(low) or ", ".join("%s=%s" % kv for kv in sorted(wanted.items()))
+        if low and not ws.get("sysctls_enforced", True):
+            # The kernel's settings are not this host's to change (a container): say so, do not fail.
+            self.notes.append("the running kernel does not protect links in /tmp (%s); this host does not own its"
+                              " kernel settings (shared_workspace_sysctl_apply: false)" % happened)
+            return
+        self.record(not low, "kernel protects links in /tmp", "read /proc/sys/fs/protected_*", happened)
+
+    def admin_git(self):
+        share = (self.cfg.get("workspace") or {}).get("path")
+        if not share or not os.path.isdir(share):
+            return
+        admin = owner_name(share)
+        try:
+            home = pwd.getpwnam(admin).pw_dir
+        except KeyError:
+            return
+
+        def git_config(*args):
+            proc = subprocess.run(["runuser", "-u", admin, "--", "env", "HOME=" + home, "git", "config"] + list(args),
+                                  capture_output=True, text=True, check=False)
+            return proc.stdout.split("\n") if proc.returncode == 0 else []
+
+        trusted = [e for e in git_config("--get-all", "safe.directory") if e and covers(e, share)]
+        self.record(not trusted, "admin's git refuses the agents' repositories",
+                    "git config --get-all safe.directory as " + admin,
+                    "trusts %s: remove it (git config --global --unset-all safe.directory VALUE)" % ", ".join(trusted)
+                    if trusted else "no entry covers " + share)
+        bare = "".join(git_config("--get", "safe.bareRepository")).strip()
+        self.record(bare == "explicit", "admin's git ignores planted bare repositories",
+                    "git config --get safe.bareRepository as " + admin, bare or "not set (git uses `all`)")
+
+    def nofollow_view(self):
+        view = (self.cfg.get("workspace") or {}).get("nofollow_view")
+        if not view:
+            return
+        options = None
+        try:
+            with open("/proc/self/mountinfo", encoding="utf-8") as fh:
+                for line in fh:
+                    fields = line.split()
+                    if len(fields) > 5 and fields[4] == view:
+                        options = fields[5]  # the last mount on that point wins
+        except OSError:
+            pass
+        ok = options is not None and "nosymfollow" in options.split(",")
+        self.record(ok, "admin's view of the share follows no link", "find %s in /proc/self/mountinfo" % view,
+                    "mounted with %s" % options if options else "not mounted (systemctl status %s)"
+                    % ("%s.mount" % view.strip("/").replace("-", "\\x2d").replace("/", "-")))
+
+    def repositories(self):
+        share = (self.cfg.get("workspace") or {}).get("path")
+        if not share or not os.path.isdir(share):
+            return
+        # Only repositories someone else owns matter: in its own, the agent runs its own code.
+        others = [g for g in git_folders(share) if owner_name(g) != self.agent]
+        paths = [p for g in others for p in git_control_paths(g)]
+        res = self.as_agent("writable", json.dumps(paths)) if paths else {"outcome": "writable", "paths": []}
+        if res["outcome"] != "writable":
+            self.record(False, "only its owner writes each repository's .git", "probe the share's .git folders",
+                        res["detail"])
+            return
+        open_repos = sorted({g for g in others for p in res["paths"] if p == g or p.startswith(g + "/")})
+        self.record(not open_repos, "only its owner writes each repository's .git",
+                    "write to the .git of %d repositories of other users in %s" % (len(others), share),
+                    "writable: %s; fix: sudo agent-sandbox adopt PATH (docs/roles/shared_workspace.md)"
+                    % ", ".join(open_repos[:10]) if open_repos else "none writable")
+
     def units(self):
         for unit in self.cfg.get("units", []):
             enabled = subprocess.run(["systemctl", "is-enabled", unit], capture_output=True,
@@ -414,14 +553,16 @@ class Doctor:
                         "systemctl is-enabled/is-active " + unit, "%s, %s" % (enabled, active))
 
     def run(self, quick=False):
+        # Checks of the host rather than of one agent run once, with the first agent.
+        host = (self.kernel_links, self.admin_git, self.nofollow_view) if self.host_checks else ()
         steps = (self.identity, self.direct_egress, self.loopback, self.proxy_policy, self.files, self.units,
-                 self.start_guard, self.atomic_reload)
+                 self.start_guard, self.atomic_reload, self.repositories) + host
         if quick:
             # What a working install must show at once, with no probe that waits for a timeout
             # to pass: the units, the start guard, limits and reload path, direct UDP refused, the proxy listener, and through it the allowed
             # path, the blocked host's 403 and the leak probe's refusal.
             steps = (self.units, self.start_guard, self.atomic_reload, self.direct_udp, self.proxy_reachable,
-                     self.proxy_policy)
+                     self.proxy_policy, self.repositories) + host
         for step in steps:
             step()
         return self.results
@@ -448,20 +589,35 @@ def main(argv=None):
     doc.add_argument("--config", default=CONFIG)
     doc.add_argument("--quick", action="store_true",
                      help="only the checks that pass at once: units, direct UDP, the proxy and the paths through it (site.yml runs this)")
+    adopt = sub.add_parser("adopt", help="give a repository in the shared workspace one owner, who alone writes its"
+                                          " .git (run as root)")
+    adopt.add_argument("path")
+    adopt.add_argument("--owner", help="the admin or an agent (default: the .git folder's owner now)")
+    adopt.add_argument("--check", action="store_true", help="only say what would change")
     args = parser.parse_args(argv)
+    if args.command == "adopt":
+        script = "/usr/local/sbin/agent-sandbox-adopt"
+        if not os.path.exists(script):
+            print("agent-sandbox adopt: %s is missing (the shared_workspace role installs it, on Linux)" % script,
+                  file=sys.stderr)
+            return 2
+        os.execv(script, [script, args.path] + (["--owner", args.owner] if args.owner else [])
+                 + (["--check"] if args.check else []))
     with open(args.config, encoding="utf-8") as fh:
         cfg = json.load(fh)
-    results = []
-    for agent in cfg["agents"]:
+    results, host_notes = [], []
+    for index, agent in enumerate(cfg["agents"]):
         merged = dict(cfg, **agent)
-        results.extend(Doctor(merged, agent["name"]).run(quick=args.quick))
+        doctor = Doctor(merged, agent["name"], host_checks=index == 0)
+        results.extend(doctor.run(quick=args.quick))
+        host_notes.extend(doctor.notes)
     failed = [r for r in results if r["status"] == "FAIL"]
     unit = cfg.get("proxy_unit") or ""
     log = last_log_line(unit) if failed and unit else ""
     # Not checks: what the admin chose and should keep in mind (the wildcards opted into with
     # trust_every_owner_below reach names anyone can own).
     notes = ["%s is allowed with trust_every_owner_below: anyone who gets a name under it can receive data"
-             " from the agent" % host for host in cfg.get("opted_in_wildcards", [])]
+             " from the agent" % host for host in cfg.get("opted_in_wildcards", [])] + host_notes
     if args.json:
         print(json.dumps({"results": results, "passed": len(results) - len(failed),
                           "failed": len(failed), "proxy_unit": unit, "proxy_log": log, "notes": notes}, indent=2))
