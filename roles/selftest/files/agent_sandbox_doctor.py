@@ -525,6 +525,16 @@ class Doctor:
                     "mounted with %s" % options if options else "not mounted (systemctl status %s)"
                     % ("%s.mount" % view.strip("/").replace("-", "\\x2d").replace("/", "-")))
 
+    def go_betweens(self):
+        """Services that act on any local user's request with their own network access: not confined by
+        the agents' firewall rules, so they are listed for the admin to judge (notes, not checks)."""
+        if os.path.exists("/usr/sbin/sendmail"):
+            self.notes.append("a mail transfer agent is installed (/usr/sbin/sendmail): mail the agent submits is sent"
+                              " by the MTA's own user, whom the firewall does not confine; keep it local-only or remove it")
+        if os.path.exists("/run/avahi-daemon/socket"):
+            self.notes.append("avahi-daemon answers every user's .local lookups with multicast DNS on the local network"
+                              " (/run/avahi-daemon/socket): names the agent looks up reach the LAN; stop it if unused")
+
     def repositories(self):
         share = (self.cfg.get("workspace") or {}).get("path")
         if not share or not os.path.isdir(share):
@@ -554,7 +564,7 @@ class Doctor:
 
     def run(self, quick=False):
         # Checks of the host rather than of one agent run once, with the first agent.
-        host = (self.kernel_links, self.admin_git, self.nofollow_view) if self.host_checks else ()
+        host = (self.kernel_links, self.admin_git, self.nofollow_view, self.go_betweens) if self.host_checks else ()
         steps = (self.identity, self.direct_egress, self.loopback, self.proxy_policy, self.files, self.units,
                  self.start_guard, self.atomic_reload, self.repositories) + host
         if quick:

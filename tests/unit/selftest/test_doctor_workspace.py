@@ -52,3 +52,16 @@ def test_git_control_paths_name_the_hooks_but_not_the_samples(doctor, tmp_path):
     paths = doctor.git_control_paths(str(tmp_path / ".git"))
     assert str(hooks / "pre-commit") in paths and str(hooks / "pre-push.sample") not in paths
     assert str(tmp_path / ".git" / "config") in paths
+
+
+def test_go_betweens_are_notes_not_checks(doctor, monkeypatch):
+    present = {"/usr/sbin/sendmail", "/run/avahi-daemon/socket"}
+    monkeypatch.setattr(doctor.os.path, "exists", lambda path: path in present)
+    checker = doctor.Doctor({}, "agent")
+    checker.go_betweens()
+    assert checker.results == []
+    assert len(checker.notes) == 2 and "sendmail" in checker.notes[0] and "avahi" in checker.notes[1]
+    present.clear()
+    checker = doctor.Doctor({}, "agent")
+    checker.go_betweens()
+    assert checker.notes == []
