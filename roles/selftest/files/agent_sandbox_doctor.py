@@ -493,19 +493,31 @@ class Doctor:
         except KeyError:
             return
 
-        def git_config(*args):
-            proc = subprocess.run(["runuser", "-u", admin, "--", "env", "HOME=" + home, "git", "config"] + list(args),
-                                  capture_output=True, text=True, check=False)
-            return proc.stdout.split("\n") if proc.returncode == 0 else []
+        # Read as the admin (the doctor runs as root or as the admin), from /, outside any repository.
+        if os.geteuid() == pwd.getpwnam(admin).pw_uid:
+            prefix = ["git", "config"]
+        elif os.geteuid() == 0:
+            prefix = ["runuser", "-u", admin, "--", "env", "HOME=" + home, "git", "config"]
+        else:
+            self.notes.append("the admin's git settings were not checked: run the doctor as %s or root" % admin)
+            return
 
-        trusted = [e for e in git_config("--get-all", "safe.directory") if e and covers(e, share)]
-        self.record(not trusted, "admin's git refuses the agents' repositories",
+        def git_config(*args):
+            proc = subprocess.run(prefix + list(args), capture_output=True, text=True, check=False, cwd="/")
+            if proc.returncode not in (0, 1):  # 1: the key is not set
+                return None, (proc.stderr.strip() or "git config exited %d" % proc.returncode)[:200]
+            return [line for line in proc.stdout.splitlines() if line], ""
+
+        entries, error = git_config("--get-all", "safe.directory")
+        trusted = [e for e in entries or [] if covers(e, share)]
+        self.record(entries is not None and not trusted, "admin's git refuses the agents' repositories",
                     "git config --get-all safe.directory as " + admin,
-                    "trusts %s: remove it (git config --global --unset-all safe.directory VALUE)" % ", ".join(trusted)
-                    if trusted else "no entry covers " + share)
-        bare = "".join(git_config("--get", "safe.bareRepository")).strip()
+                    error or ("trusts %s: remove it (git config --global --unset-all safe.directory VALUE)"
+                              % ", ".join(trusted) if trusted else "no entry covers " + share))
+        values, error = git_config("--get", "safe.bareRepository")
+        bare = "".join(values or []).strip()
         self.record(bare == "explicit", "admin's git ignores planted bare repositories",
-                    "git config --get safe.bareRepository as " + admin, bare or "not set (git uses `all`)")
+                    "git config --get safe.bareRepository as " + admin, error or bare or "not set (git uses `all`)")
 
     def nofollow_view(self):
         view = (self.cfg.get("workspace") or {}).get("nofollow_view")
