@@ -62,6 +62,10 @@ def test_firewall_confines_the_build_users(host):
     table = host.check_output("nft list table inet agent_sandbox")
     gid = host.check_output("getent group nixbld | cut -d: -f3")
     assert "meta skgid %s jump group_%s" % (gid, gid) in table
+    # The members by uid as well (a setgid program changes the group, not the uid).
+    members = host.check_output("getent group nixbld | cut -d: -f4").split(",")
+    uids = sorted(int(host.check_output("id -u %s", member)) for member in members)
+    assert "meta skuid { %s } jump group_%s" % (", ".join(map(str, uids)), gid) in table
     assert 'tcp dport 8079 accept' in table
 
 
