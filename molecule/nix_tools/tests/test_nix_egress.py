@@ -7,6 +7,7 @@ what really arrived upstream.
 
 import hashlib
 import json
+import shlex
 import uuid
 
 import pytest
@@ -104,6 +105,20 @@ def test_fixed_output_build_reaches_only_allowed_hosts(host, mode):
     assert host.file(out.stdout.strip()).content == ALLOWED_BODY
     assert [r["site"] for r in requests(host, path)] == ["allowed.test"]
     assert audit(host, path) == [8079]
+
+
+def test_eval_time_fetch_is_the_agents_own(host):
+    # builtins.fetchurl at evaluation runs in the agent's own nix process: its uid's rules apply.
+    path = "/nix-eval-" + uuid.uuid4().hex
+    cmd = ("nix-instantiate --option connect-timeout 3 --option download-attempts 1 --eval -E %s"
+           % shlex.quote('builtins.readFile (builtins.fetchurl "https://blocked.test%s")' % path))
+    out = as_user(host, "agent", cmd)
+    assert out.rc != 0
+    assert requests(host, path) == []
+    # Control: the admin, whom no rule confines, fetches it (trusting the fake sites' CA).
+    admin = as_user(host, "admin", "NIX_SSL_CERT_FILE=/etc/fake-internet/ca.pem " + cmd)
+    assert admin.rc == 0, admin.stderr
+    assert [r["site"] for r in requests(host, path)] == ["blocked.test"]
 
 
 HOOK = "/usr/local/bin/nix-egress-hook"
