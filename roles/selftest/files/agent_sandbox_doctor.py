@@ -565,6 +565,36 @@ class Doctor:
                     "writable: %s; fix: sudo agent-sandbox adopt PATH (docs/roles/shared_workspace.md)"
                     % ", ".join(open_repos[:10]) if open_repos else "none writable")
 
+    # Nix --------------------------------------------------------------
+    def nix_builds(self):
+        """Where Nix's build users exist, the firewall confines their group as it confines the agent.
+
+        Builds run as the nixbld users for whoever submits them, the agent included: an unconfined
+        build is the agent's way past its own rules (site.yml confines them with agent_sandbox_nix_enabled).
+        """
+        if not sys.platform.startswith("linux"):
+            return  # pf does not confine groups yet (docs/roles/nix_tools.md)
+        group = self.cfg.get("nix_build_group", "nixbld")
+        try:
+            gid = grp.getgrnam(group).gr_gid
+        except KeyError:
+            return
+        tried = "nft list chain inet agent_sandbox output"
+        try:
+            proc = subprocess.run(["nft", "list", "chain", "inet", "agent_sandbox", "output"],
+                                  capture_output=True, text=True, check=False, timeout=30)
+            listed, said = proc.returncode == 0, (proc.stderr.strip() or "rc %d" % proc.returncode)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            listed, said = False, str(exc)
+        if not listed:
+            self.record(False, "Nix builds confined", tried, "cannot read the rules (run as root): " + said[:200])
+            return
+        confined = ("meta skgid %d jump " % gid) in proc.stdout
+        self.record(confined, "Nix builds confined", tried,
+                    "group %s (gid %d) goes to its own proxy listener or nowhere" % (group, gid) if confined
+                    else "group %s (gid %d) is not in the rules: a build the agent submits reaches the network"
+                         " directly (set agent_sandbox_nix_enabled: true and run site.yml)" % (group, gid))
+
     def units(self):
         for unit in self.cfg.get("units", []):
             enabled = subprocess.run(["systemctl", "is-enabled", unit], capture_output=True,
@@ -578,13 +608,13 @@ class Doctor:
         # Checks of the host rather than of one agent run once, with the first agent.
         host = (self.kernel_links, self.admin_git, self.nofollow_view, self.go_betweens) if self.host_checks else ()
         steps = (self.identity, self.direct_egress, self.loopback, self.proxy_policy, self.files, self.units,
-                 self.start_guard, self.atomic_reload, self.repositories) + host
+                 self.start_guard, self.atomic_reload, self.nix_builds, self.repositories) + host
         if quick:
             # What a working install must show at once, with no probe that waits for a timeout
             # to pass: the units, the start guard, limits and reload path, direct UDP refused, the proxy listener, and through it the allowed
-            # path, the blocked host's 403 and the leak probe's refusal.
+            # path, the blocked host's 403 and the leak probe's refusal; the Nix build users' rules.
             steps = (self.units, self.start_guard, self.atomic_reload, self.direct_udp, self.proxy_reachable,
-                     self.proxy_policy, self.repositories) + host
+                     self.proxy_policy, self.nix_builds, self.repositories) + host
         for step in steps:
             step()
         return self.results
