@@ -16,7 +16,7 @@ echo "demo: starting $name from $image"
 # Empty package lists dated now (a tmpfs), as on a freshly built image or a new cloud VM,
 # whatever the image's age: the demo cannot pass only because the image is old.
 docker run -d --name "$name" --hostname "$name" \
-  --cap-add SYS_ADMIN --cap-add NET_ADMIN \
+  --cap-add SYS_ADMIN --cap-add NET_ADMIN --cap-add SYS_PTRACE \
   --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
   --cgroupns host -v /sys/fs/cgroup:/sys/fs/cgroup:ro \
   --tmpfs /run --tmpfs /run/lock --tmpfs /tmp \

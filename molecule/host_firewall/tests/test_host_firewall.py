@@ -3,6 +3,7 @@
 Each attempt runs inside the container as the agent (must fail) and as the
 admin (must succeed), so a broken test server cannot pass for a firewall.
 """
+import contextlib
 import importlib.util
 import json
 import os
@@ -180,6 +181,117 @@ def test_start_guard_starts_a_confined_agent_in_its_slice(host, how):
     # Control: the admin starts the same way, and is not put into the agent's slice.
     admin = start_as(host, how, "admin", CGROUP)
     assert admin.rc == 0 and "user-%d.slice" % agent_uid not in admin.stdout, admin.stdout + admin.stderr
+
+
+# Promise 4 of issue 18: nothing the agent starts outlives its last session (the start guard's
+# close step), and `agent-sandbox stop` ends it all by hand.
+
+# Left running when the session's command returns: a daemon in a session of its own, and a
+# process that ignores SIGTERM (so the guard's SIGKILL after the grace is needed too).
+LEAVE = ("setsid -f sleep 600 </dev/null >/dev/null 2>&1; "
+         "(trap '' TERM; exec sleep 601) </dev/null >/dev/null 2>&1 & echo left")
+SESSION = {"sudo": "sudo -u {user} -- sh -c {cmd}", "runuser": START["runuser"], "su": START["su"]}
+AGENT_SANDBOX = "python3 /usr/local/bin/hf-agent-sandbox.py"
+
+
+def processes(host, user):
+    """The processes whose real uid is user's, as "pid args" lines. pgrep runs as user (who sees its
+    own processes whatever /proc hides), without a PAM session."""
+    return host.run("setpriv --reuid=%s --regid=%s --clear-groups -- pgrep -a -U %s" % (user, user, user)).stdout.strip()
+
+
+@contextlib.contextmanager
+def hidepid(host, on=True):
+    """/proc as sandbox_user_hide_processes mounts it (its own instance in this container: the
+    host's /proc is not touched), then as Debian leaves it again."""
+    if on:
+        host.check_output("mount -o remount,hidepid=invisible /proc")
+    try:
+        yield
+    finally:
+        host.check_output("mount -o remount,hidepid=off /proc")
+
+
+def end_all(host, user):
+    """Kill every process of user (kill -1 as user): test cleanup."""
+    host.run("setpriv --reuid=%s --regid=%s --clear-groups -- sh -c 'kill -KILL -1'" % (user, user))
+
+
+def wait_for_no_processes(host, user, seconds):
+    for _attempt in range(seconds * 10):
+        if not processes(host, user):
+            return ""
+        time.sleep(0.1)
+    return processes(host, user)
+
+
+def hold_session(host, user, seconds):
+    """A session of user that stays open for seconds, in the background."""
+    host.check_output("setsid -f runuser -u %s -- sleep %d </dev/null >/dev/null 2>&1" % (user, seconds))
+
+
+@pytest.mark.parametrize("how", sorted(SESSION) + ["sudo+hidepid"])
+def test_what_the_agent_leaves_running_ends_with_its_last_session(host, how):
+    assert wait_for_no_processes(host, "agent", 5) == ""
+    with hidepid(host, how.endswith("+hidepid")):
+        out = host.run(SESSION[how.split("+")[0]].format(user="agent", cmd=shlex.quote(LEAVE)))
+        assert out.rc == 0 and "left" in out.stdout, out.stdout + out.stderr
+        assert processes(host, "agent") == ""
+    log = host.check_output("journalctl -t agent-sandbox-start-guard -n 1 -o cat --no-pager")
+    assert "the last session of agent closed" in log, log
+    # Control: the admin's session leaves the same processes, and they keep running.
+    out = host.run(SESSION[how.split("+")[0]].format(user="admin", cmd=shlex.quote(LEAVE)))
+    try:
+        assert out.rc == 0 and "sleep 601" in processes(host, "admin"), processes(host, "admin")
+    finally:
+        end_all(host, "admin")
+
+
+def test_a_session_still_open_keeps_the_agents_processes_until_it_closes(host):
+    hold_session(host, "agent", 5)
+    out = host.run(SESSION["sudo"].format(user="agent", cmd=shlex.quote(LEAVE)))
+    assert out.rc == 0, out.stdout + out.stderr
+    left = processes(host, "agent")
+    assert "sleep 600" in left and "sleep 601" in left, left
+    # The held session ends by itself: it was the last one, so what the other left ends with it.
+    assert wait_for_no_processes(host, "agent", 10) == ""
+
+
+def test_agent_sandbox_stop_ends_every_process_and_the_doctor_notes_them(host):
+    """With /proc mounted as sandbox_user mounts it by default (hidepid)."""
+    with hidepid(host):
+        stop_and_note(host)
+
+
+def stop_and_note(host):
+    config = "/root/hf-doctor.json"
+    # Only the note matters here: the probes have no agent-run to start (their FAILs are not looked at).
+    host.check_output("echo '{\"agents\": [{\"name\": \"agent\"}], \"proxy_port\": 8080, "
+                      "\"agent_run\": \"/bin/false\"}' > %s" % config)
+
+    def notes():
+        out = host.run("%s doctor --quick --json --config %s" % (AGENT_SANDBOX, config))
+        return json.loads(out.stdout)["notes"]
+
+    assert notes() == ["[agent] no processes running"]
+    hold_session(host, "agent", 300)
+    assert host.run(SESSION["sudo"].format(user="agent", cmd=shlex.quote(LEAVE))).rc == 0
+    hold_session(host, "admin", 300)  # control: another user's process
+    try:
+        (note,) = notes()
+        assert note.startswith("[agent] 3 processes running") and "agent-sandbox stop --agent agent" in note, note
+        assert host.run("runuser -u admin -- %s stop --agent agent" % AGENT_SANDBOX).rc == 2  # root only
+        out = host.run("%s stop --agent agent --grace 1" % AGENT_SANDBOX)
+        assert out.rc == 0, out.stdout + out.stderr
+        assert out.stdout.startswith("agent: ended 3 processes"), out.stdout
+        assert "TERM          sleep 600" in out.stdout and "KILL          sleep 601" in out.stdout, out.stdout
+        assert processes(host, "agent") == ""
+        assert notes() == ["[agent] no processes running"]
+        assert "sleep 300" in processes(host, "admin")
+        assert host.run("%s stop --agent agent" % AGENT_SANDBOX).stdout.strip() == "agent: no processes running"
+    finally:
+        end_all(host, "admin")
+        end_all(host, "agent")
 
 
 def breakage_cases():

@@ -197,8 +197,10 @@ def test_5_full_teardown_leaves_nothing_but_what_is_kept_on_purpose(before_full_
     assert h.run("ls -d /etc/systemd/system/user-*.slice.d").stdout == ""
     for user in ("agent", "agent-proxy"):
         assert h.run("getent passwd %s", user).rc == 2, user
-    for group in ("agent", "agent-proxy", "agent-share"):
+    for group in ("agent", "agent-proxy", "agent-share", "agent-sandbox-ps"):
         assert h.run("getent group %s", group).rc == 2, group
+    # /proc shows every user's processes again (sandbox_user_hide_processes).
+    assert "hidepid" not in h.check_output("findmnt -no OPTIONS /proc")
     for deny in ("/etc/cron.deny", "/etc/at.deny"):
         assert "agent" not in h.run("cat %s 2>/dev/null", deny).stdout.split()
     safe = h.run("runuser -u admin -- git config --global --get-all safe.directory").stdout

@@ -173,6 +173,72 @@ def test_agent_does_not_linger(host):
     assert not host.file("/var/lib/systemd/linger/%s" % AGENT).exists
 
 
+# Promise 4 of issue 18: the agent cannot read other users' command lines or environments.
+
+SECRET = "s3cr3t-in-argv"
+HIDE_UNIT = "agent-sandbox-hide-processes.service"
+
+
+@pytest.fixture()
+def admin_secret_process(host):
+    """A process of the admin with a secret on its command line and in its environment; yields its pid."""
+    host.check_output("systemd-run --quiet --unit hide-test-admin --uid %s --setenv ADMIN_TOKEN=%s-env "
+                      "bash -c 'exec -a \"tool --token=%s\" sleep 600'" % (ADMIN, SECRET, SECRET))
+    try:
+        pid = host.check_output("systemctl show -p MainPID --value hide-test-admin.service")
+        assert pid not in ("", "0"), "the admin's test process did not start"
+        yield pid
+    finally:
+        host.run("systemctl stop hide-test-admin.service")
+
+
+def what_agent_sees(host, pid):
+    """Every way the agent could look at the admin's process, and what it got."""
+    return {
+        "ps aux": run_as(host, AGENT, "ps aux").stdout,
+        "pgrep -af": run_as(host, AGENT, "pgrep -af token").stdout,
+        "cmdline": run_as(host, AGENT, "tr '\\0' ' ' < /proc/%s/cmdline" % pid).stdout,
+        "environ": run_as(host, AGENT, "tr '\\0' ' ' < /proc/%s/environ" % pid).stdout,
+        "status": run_as(host, AGENT, "cat /proc/%s/status" % pid).stdout,
+    }
+
+
+def test_agent_cannot_read_other_users_command_lines_or_environments(host, admin_secret_process):
+    pid = admin_secret_process
+    options = host.check_output("findmnt -no OPTIONS /proc")
+    group_gid = host.group("agent-sandbox-ps").gid
+    assert "hidepid=invisible" in options and "gid=%d" % group_gid in options, options
+    assert host.service(HIDE_UNIT).is_enabled
+    assert "agent-sandbox-ps" not in host.user(AGENT).groups
+    # systemd-logind has no CAP_SYS_PTRACE: it keeps seeing every process through the group.
+    logind = host.check_output("grep '^Groups:' /proc/$(systemctl show -p MainPID --value systemd-logind)/status")
+    assert str(group_gid) in logind.split(), logind
+    seen = what_agent_sees(host, pid)
+    for how, out in seen.items():
+        assert SECRET not in out, "the agent read the admin's secret through %s: %s" % (how, out)
+    assert "sleep" not in seen["ps aux"], seen["ps aux"]
+    # Controls: root, and the admin (in the group that sees every process), see the process;
+    # the agent sees its own.
+    assert SECRET in host.check_output("tr '\\0' ' ' < /proc/%s/cmdline" % pid)
+    admin = run_as(host, ADMIN, "ps aux; tr '\\0' ' ' < /proc/%s/environ" % pid)
+    assert "tool --token=%s" % SECRET in admin.stdout and "ADMIN_TOKEN=%s-env" % SECRET in admin.stdout, admin.stdout
+    own = run_as(host, AGENT, "sleep 30 & ps ax -o args=; kill $!")
+    assert "sleep 30" in [line.strip() for line in own.stdout.splitlines()], own.stdout
+
+
+def test_the_same_process_is_readable_without_hidepid_and_the_unit_hides_it_again(host, admin_secret_process):
+    """The control beside the refusal: with /proc mounted as Debian leaves it, the same probes
+    show the secret; restarting the unit (what runs at boot) hides it again."""
+    pid = admin_secret_process
+    try:
+        host.check_output("mount -o remount,hidepid=off,gid=0 /proc")
+        seen = what_agent_sees(host, pid)
+        assert SECRET in seen["ps aux"] and SECRET in seen["cmdline"], seen
+    finally:
+        host.check_output("systemctl restart %s" % HIDE_UNIT)
+    assert all(SECRET not in out for out in what_agent_sees(host, pid).values())
+
+
 # The agent's environment.
 
 EXPECTED_ENV = {

@@ -8,6 +8,9 @@ tried *as the agent*, through `agent-run`, which re-invokes this same file as
 one line per check (PASS/FAIL, what was tried, what happened), a summary, and
 exits non-zero on any FAIL. `--json` prints the results for machines.
 
+`agent-sandbox stop [--agent NAME]`, run by root (the admin through sudo), ends
+every process of the agents (or of one): SIGTERM, a short grace, then SIGKILL.
+
 Settings come from /etc/agent-sandbox/doctor.json (written by the selftest
 role; it holds no secret: the placeholder is what the agent already has).
 """
@@ -19,10 +22,12 @@ import grp
 import json
 import os
 import pwd
+import signal
 import socket
 import ssl
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -218,6 +223,126 @@ def run_probe(argv):
 
 
 # --------------------------------------------------------------------------
+# An agent's processes: listed from /proc, ended with kill(-1) as the agent.
+# --------------------------------------------------------------------------
+
+def processes_of(uid, gid=None):
+    """{pid: command line} of the processes kill(-1) from uid reaches: real or saved uid is uid.
+
+    Where /proc hides other users' processes (hidepid), root without CAP_SYS_PTRACE (in a
+    container) sees none of the agent's; so root looks as the agent (gid given), who sees its own.
+    """
+    if gid is not None and os.geteuid() == 0 and uid != 0:
+        read_end, write_end = os.pipe()
+        child = os.fork()
+        if child == 0:
+            os.close(read_end)
+            try:
+                os.setgroups([])
+                os.setresgid(gid, gid, gid)
+                os.setresuid(uid, uid, uid)
+                os.write(write_end, json.dumps(processes_of(uid)).encode())
+            finally:
+                os._exit(0)
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as fh:
+            data = fh.read()
+        os.waitpid(child, 0)
+        # The child itself is one of the agent's processes while it looks.
+        return {int(pid): cmd for pid, cmd in json.loads(data or b"{}").items() if int(pid) != child}
+    found = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/status" % name, encoding="utf-8", errors="replace") as fh:
+                uids = next(line.split()[1:] for line in fh if line.startswith("Uid:"))
+            with open("/proc/%s/cmdline" % name, "rb") as fh:
+                cmd = fh.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
+        except (OSError, StopIteration):
+            continue  # gone meanwhile
+        if str(uid) in (uids[0], uids[2]):
+            found[int(name)] = cmd or "[%s]" % name
+    return found
+
+
+def signal_all_as(uid, gid, sig):
+    """kill(-1, sig) from a child that is uid and nothing else.
+
+    The kernel then signals exactly the processes whose real or saved uid is uid, in one step,
+    however fast they fork: never root's or another user's (a setuid program the agent started
+    counts as the agent's).
+    """
+    child = os.fork()
+    if child == 0:
+        try:
+            os.setgroups([])
+            os.setresgid(gid, gid, gid)
+            os.setresuid(uid, uid, uid)
+            os.kill(-1, sig)
+        except ProcessLookupError:
+            pass  # nothing left to signal
+        except OSError:
+            os._exit(1)
+        os._exit(0)
+    _pid, status = os.waitpid(child, 0)
+    return os.waitstatus_to_exitcode(status) == 0
+
+
+def stop_agent(name, grace):
+    """End every process of agent name; returns (lines to print, ok)."""
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        return ["%s: no such user" % name], False
+    uid, gid = entry.pw_uid, entry.pw_gid
+    if uid == 0:
+        return ["%s: refusing to stop root's processes" % name], False
+    before = processes_of(uid, gid)
+    if not before:
+        return ["%s: no processes running" % name], True
+    # Its systemd --user first, so the manager stops its services in order and starts nothing new.
+    subprocess.run(["systemctl", "stop", "--no-block", "user@%d.service" % uid], capture_output=True, check=False)
+    signal_all_as(uid, gid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while processes_of(uid, gid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    killed = processes_of(uid, gid)
+    if killed:
+        signal_all_as(uid, gid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while processes_of(uid, gid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    left = processes_of(uid, gid)
+    lines = ["%s: ended %d process%s" % (name, len(before), "" if len(before) == 1 else "es")]
+    for pid, cmd in sorted(before.items()):
+        how = "still running" if pid in left else "KILL" if pid in killed else "TERM"
+        lines.append("  %7d  %-13s %s" % (pid, how, cmd[:200]))
+    for pid, cmd in sorted(left.items()):
+        if pid not in before:
+            lines.append("  %7d  %-13s %s" % (pid, "still running", cmd[:200]))
+    if left:
+        lines[0] = "%s: %d process%s still running after SIGKILL" % (name, len(left), "" if len(left) == 1 else "es")
+    return lines, not left
+
+
+def stop(agents, grace):
+    if not os.path.isdir("/proc/self"):
+        print("agent-sandbox stop: Linux only for now; on macOS run `sudo pkill -TERM -u NAME`, then -KILL",
+              file=sys.stderr)
+        return 2
+    if os.geteuid() != 0:
+        print("agent-sandbox stop: run it as root (sudo agent-sandbox stop)", file=sys.stderr)
+        return 2
+    ok = True
+    for name in agents:
+        lines, done = stop_agent(name, grace)
+        print("\n".join(lines))
+        ok = ok and done
+    return 0 if ok else 1
+
+
+# --------------------------------------------------------------------------
 # The doctor: runs probes as the agent and judges them.
 # --------------------------------------------------------------------------
 
@@ -390,7 +515,11 @@ class Doctor:
                 paths.append("/proc/%s/environ" % pid)
         for path in paths:
             res = self.as_agent("read", path)
-            self.record(res["outcome"] == "denied", "protected file unreadable", "read " + path, res["detail"])
+            ok, detail = res["outcome"] == "denied", res["detail"]
+            if path.startswith("/proc/") and res["outcome"] == "missing":
+                # /proc with hidepid (sandbox_user_hide_processes): the process is not even visible.
+                ok, detail = True, "not visible to the agent (/proc hides other users' processes)"
+            self.record(ok, "protected file unreadable", "read " + path, detail)
 
     def identity(self):
         res = self.as_agent("identity")
@@ -402,6 +531,21 @@ class Doctor:
                     "groups: " + ", ".join(res["groups"]))
         self.record(res["sudo_rc"] != 0, "no sudo", "sudo -n true as the agent",
                     "exit %d: %s" % (res["sudo_rc"], res["sudo_err"] or "-"))
+
+    def processes(self):
+        """A note, not a check: whether the agent has processes running now (before the probes start)."""
+        try:
+            entry = pwd.getpwnam(self.agent)
+            running = processes_of(entry.pw_uid, entry.pw_gid)
+        except (KeyError, OSError):
+            return
+        if running:
+            shown = ", ".join("%d %s" % (pid, cmd[:60]) for pid, cmd in sorted(running.items())[:5])
+            self.notes.append("[%s] %d process%s running (%s%s); `agent-sandbox stop --agent %s` ends them" % (
+                self.agent, len(running), "" if len(running) == 1 else "es", shown,
+                ", ..." if len(running) > 5 else "", self.agent))
+        else:
+            self.notes.append("[%s] no processes running" % self.agent)
 
     # Fail closed (Linux) -----------------------------------------------
     def start_guard(self):
@@ -607,13 +751,13 @@ class Doctor:
     def run(self, quick=False):
         # Checks of the host rather than of one agent run once, with the first agent.
         host = (self.kernel_links, self.admin_git, self.nofollow_view, self.go_betweens) if self.host_checks else ()
-        steps = (self.identity, self.direct_egress, self.loopback, self.proxy_policy, self.files, self.units,
+        steps = (self.processes, self.identity, self.direct_egress, self.loopback, self.proxy_policy, self.files, self.units,
                  self.start_guard, self.atomic_reload, self.nix_builds, self.repositories) + host
         if quick:
             # What a working install must show at once, with no probe that waits for a timeout
             # to pass: the units, the start guard, limits and reload path, direct UDP refused, the proxy listener, and through it the allowed
             # path, the blocked host's 403 and the leak probe's refusal; the Nix build users' rules.
-            steps = (self.units, self.start_guard, self.atomic_reload, self.direct_udp, self.proxy_reachable,
+            steps = (self.processes, self.units, self.start_guard, self.atomic_reload, self.direct_udp, self.proxy_reachable,
                      self.proxy_policy, self.nix_builds, self.repositories) + host
         for step in steps:
             step()
@@ -646,6 +790,11 @@ def main(argv=None):
     adopt.add_argument("path")
     adopt.add_argument("--owner", help="the admin or an agent (default: the .git folder's owner now)")
     adopt.add_argument("--check", action="store_true", help="only say what would change")
+    stp = sub.add_parser("stop", help="end every process of the agents, or of one (run as root)")
+    stp.add_argument("--agent", action="append", metavar="NAME",
+                     help="only this agent (may be given more than once); default: every agent in the settings")
+    stp.add_argument("--grace", type=float, default=3.0, help="seconds between SIGTERM and SIGKILL (default 3)")
+    stp.add_argument("--config", default=CONFIG)
     args = parser.parse_args(argv)
     if args.command == "adopt":
         script = "/usr/local/sbin/agent-sandbox-adopt"
@@ -655,6 +804,17 @@ def main(argv=None):
             return 2
         os.execv(script, [script, args.path] + (["--owner", args.owner] if args.owner else [])
                  + (["--check"] if args.check else []))
+    if args.command == "stop":
+        agents = args.agent
+        if not agents:
+            try:
+                with open(args.config, encoding="utf-8") as fh:
+                    agents = [agent["name"] for agent in json.load(fh)["agents"]]
+            except (OSError, ValueError, KeyError) as exc:
+                print("agent-sandbox stop: cannot read the agents from %s (%s); name one with --agent" % (
+                    args.config, exc), file=sys.stderr)
+                return 2
+        return stop(agents, args.grace)
     with open(args.config, encoding="utf-8") as fh:
         cfg = json.load(fh)
     results, host_notes = [], []

@@ -3,37 +3,26 @@
 """agent-sandbox doctor lists each wildcard opted into with trust_every_owner_below as a note, not a check."""
 from __future__ import annotations
 
-import importlib.util
 import json
-import pathlib
-
-DOCTOR = pathlib.Path(__file__).resolve().parents[3] / "roles" / "selftest" / "files" / "agent_sandbox_doctor.py"
 
 
-def load_doctor():
-    spec = importlib.util.spec_from_file_location("agent_sandbox_doctor", DOCTOR)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def run(tmp_path, capsys, cfg, *flags):
+def run(doctor, tmp_path, capsys, cfg, *flags):
     config = tmp_path / "doctor.json"
     config.write_text(json.dumps(dict({"agents": [], "proxy_port": 8080}, **cfg)))
-    rc = load_doctor().main(["doctor", "--config", str(config)] + list(flags))
+    rc = doctor.main(["doctor", "--config", str(config)] + list(flags))
     return rc, capsys.readouterr().out
 
 
-def test_opted_in_wildcards_are_notes(tmp_path, capsys):
-    rc, out = run(tmp_path, capsys, {"opted_in_wildcards": ["*.github.io"]}, "--json")
+def test_opted_in_wildcards_are_notes(doctor, tmp_path, capsys):
+    rc, out = run(doctor, tmp_path, capsys, {"opted_in_wildcards": ["*.github.io"]}, "--json")
     data = json.loads(out)
     assert rc == 0 and data["results"] == [] and data["failed"] == 0
     assert data["notes"] == ["*.github.io is allowed with trust_every_owner_below: anyone who gets a name under it"
                              " can receive data from the agent"]
-    rc, out = run(tmp_path, capsys, {"opted_in_wildcards": ["*.github.io"]})
+    rc, out = run(doctor, tmp_path, capsys, {"opted_in_wildcards": ["*.github.io"]})
     assert "NOTE  *.github.io is allowed with trust_every_owner_below" in out
 
 
-def test_no_opt_in_no_note(tmp_path, capsys):
-    rc, out = run(tmp_path, capsys, {}, "--json")
+def test_no_opt_in_no_note(doctor, tmp_path, capsys):
+    rc, out = run(doctor, tmp_path, capsys, {}, "--json")
     assert rc == 0 and json.loads(out)["notes"] == []

@@ -4,20 +4,9 @@
 the .git folders and bare repositories are (the Molecule default scenario runs it on a live host)."""
 from __future__ import annotations
 
-import importlib.util
-import pathlib
-
 import pytest
 
-DOCTOR = pathlib.Path(__file__).resolve().parents[3] / "roles" / "selftest" / "files" / "agent_sandbox_doctor.py"
-
-
-@pytest.fixture(scope="module")
-def doctor():
-    spec = importlib.util.spec_from_file_location("agent_sandbox_doctor", DOCTOR)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+# The doctor fixture (conftest.py) loads the file the selftest role installs.
 
 
 @pytest.mark.parametrize("entry", ["*", "/srv/ws", "/srv/ws/", "/srv/ws/*", "/srv/ws/proj", "/srv/*", "/*"])
