@@ -785,8 +785,8 @@ def main(argv=None):
     doc.add_argument("--config", default=CONFIG)
     doc.add_argument("--quick", action="store_true",
                      help="only the checks that pass at once: units, direct UDP, the proxy and the paths through it (site.yml runs this)")
-    adopt = sub.add_parser("adopt", help="give a repository in the shared workspace one owner, who alone writes its"
-                                          " .git (run as root)")
+    adopt = sub.add_parser("adopt", help="give a repository in the shared workspace one owner, who alone"
+                           " writes its .git (run as root)")
     adopt.add_argument("path")
     adopt.add_argument("--owner", help="the admin or an agent (default: the .git folder's owner now)")
     adopt.add_argument("--check", action="store_true", help="only say what would change")

@@ -12,14 +12,15 @@ import pytest
 DOCTOR = pathlib.Path(__file__).resolve().parents[3] / "roles" / "selftest" / "files" / "agent_sandbox_doctor.py"
 
 # `nft list chain inet agent_sandbox output` as nft 1.0 prints it (a host with one agent and Nix on).
-CHAIN = """table inet agent_sandbox {
-	chain output {
-		type filter hook output priority filter; policy accept;
-		meta skuid 1000 jump agent_1000
-		meta skgid %s jump group_%s
-	}
-}
-"""
+CHAIN = (
+    "table inet agent_sandbox {\n"
+    "\tchain output {\n"
+    "\t\ttype filter hook output priority filter; policy accept;\n"
+    "\t\tmeta skuid 1000 jump agent_1000\n"
+    "\t\tmeta skgid %s jump group_%s\n"
+    "\t}\n"
+    "}\n"
+)
 
 
 def load_doctor():
