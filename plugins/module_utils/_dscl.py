@@ -4,7 +4,8 @@
 
 """Command building and output parsing for macOS Directory Services (dscl, dseditgroup).
 
-Private to this collection: the dscl_user, dscl_group and dscl_user_info modules use it.
+Private to this collection: the dscl_user, dscl_group and dscl_user_info modules use it, and
+local_accounts_info through _accounts.
 
 Everything works on the local node (`dscl .`). Records are read with `dscl -plist`, whose
 output is an XML plist of attribute arrays keyed `dsAttrTypeStandard:<Name>` or
@@ -34,6 +35,13 @@ ADMIN_GROUP = "admin"
 # so a missing record is exit status 56 with "DS Error: -14136 (eDSRecordNotFound)".
 RECORD_NOT_FOUND_RC = 56
 RECORD_NOT_FOUND = "eDSRecordNotFound"
+# `dscl . -read PATH KEY...` names each requested key the record lacks on stderr and still
+# prints the others (tests/unit/fixtures/dscl/README.md, "What the fakes guess").
+NO_SUCH_KEY = "No such key:"
+# What local_accounts_info reads of a user record: nothing that can hold a secret.
+ACCOUNT_KEYS = ("UniqueID", "PrimaryGroupID", "NFSHomeDirectory", "UserShell", "RecordName")
+# id(1) of macOS for a user it cannot find: "id: NAME: no such user", exit 1.
+ID_NO_SUCH_USER = "no such user"
 # dseditgroup -o checkmember: "yes NAME is a member of GROUP" (0) or
 # "no NAME is NOT a member of GROUP" (67, EX_NOUSER).
 NOT_A_MEMBER_RC = 67
@@ -229,6 +237,34 @@ def user_view(name, record, table):
     }
 
 
+def account_view(record):
+    """uid, gid, home and shell of a user record read with ACCOUNT_KEYS (local_accounts_info)."""
+    name = first(record, "RecordName")
+    what = "User %s" % name
+    return {
+        "name": name,
+        "uid": int_attribute(record, "UniqueID", what),
+        "gid": int_attribute(record, "PrimaryGroupID", what),
+        "home": first(record, "NFSHomeDirectory"),
+        "shell": first(record, "UserShell"),
+    }
+
+
+def account_table(records):
+    """{short name: account_view} from `-readall /Users` records (the first RecordName names it)."""
+    table = {}
+    for record in records:
+        view = account_view(record)
+        if view["name"] is not None:
+            table.setdefault(view["name"], view)
+    return table
+
+
+def parse_group_names(text):
+    """Parse `id -Gn NAME` (group names on one line, split by spaces) into a sorted list."""
+    return sorted(set(text.split()))
+
+
 def group_view(name, record):
     """What dscl_group reports and diffs for a group."""
     if record is None:
@@ -244,8 +280,18 @@ def group_view(name, record):
 
 # Command builders. Each returns an argv list; tests assert these exactly.
 
-def read_argv(dscl, kind, name):
-    return [dscl, "-plist", ".", "-read", record_path(kind, name)]
+def read_argv(dscl, kind, name, keys=()):
+    return [dscl, "-plist", ".", "-read", record_path(kind, name)] + list(keys)
+
+
+def readall_users_argv(dscl):
+    return [dscl, "-plist", ".", "-readall", USERS, "RecordName", "UniqueID", "PrimaryGroupID",
+            "NFSHomeDirectory", "UserShell"]
+
+
+def id_groups_argv(id_tool, user):
+    # Every group the membership resolver gives the user: primary, direct and nested.
+    return [id_tool, "-Gn", user]
 
 
 def readall_groups_argv(dscl):
@@ -318,13 +364,16 @@ class Directory:
 
     # Reads (always run, check mode included).
 
-    def read(self, kind, name):
-        """The record at kind/name as {attribute: [values]}, or None when it does not exist."""
-        argv = read_argv(self.bin("dscl"), kind, name)
+    def read(self, kind, name, keys=()):
+        """The record at kind/name as {attribute: [values]}, or None when it does not exist.
+
+        With keys, only those attributes; a record that lacks some of them is still read.
+        """
+        argv = read_argv(self.bin("dscl"), kind, name, keys)
         rc, out, err = self.module.run_command(argv)
         if rc == RECORD_NOT_FOUND_RC or RECORD_NOT_FOUND in (err or ""):
             return None
-        if rc != 0:
+        if rc != 0 and not (keys and out.strip() and _only_missing_keys(err)):
             # stdout is withheld: a partial user record may hold password material.
             raise DsclError("Reading %s failed (rc=%s): %s" % (record_path(kind, name), rc, (err or "").strip()),
                             cmd=argv, rc=rc, stdout="", stderr=err)
@@ -334,6 +383,22 @@ class Directory:
         """Every local group with its gid and members."""
         _rc, out, _err = self.run(readall_groups_argv(self.bin("dscl")), what="Reading the local groups")
         return group_table(parse_records(out))
+
+    def accounts(self):
+        """Every local user's uid, gid, home and shell, by short name."""
+        _rc, out, _err = self.run(readall_users_argv(self.bin("dscl")), what="Reading the local users")
+        return account_table(parse_records(out))
+
+    def group_names_of(self, user):
+        """The names of every group id(1) resolves for user, sorted; None when there is no such user."""
+        argv = id_groups_argv(self.bin("id"), user)
+        rc, out, err = self.module.run_command(argv)
+        if rc != 0 and ID_NO_SUCH_USER in (err or ""):
+            return None
+        if rc != 0:
+            raise DsclError("Reading the groups of %s failed (rc=%s): %s" % (user, rc, (err or out).strip()),
+                            cmd=argv, rc=rc, stdout=out, stderr=err)
+        return parse_group_names(out)
 
     def ids(self, kind, key):
         """{record name: id} from `dscl . -list <kind> <key>`."""
@@ -350,6 +415,11 @@ class Directory:
         argv = checkmember_argv(self.bin("dseditgroup"), user, group)
         rc, out, _err = self.run(argv, what="Checking whether %s is in %s" % (user, group), ok=(0, NOT_A_MEMBER_RC))
         return rc == 0 and out.strip().startswith("yes")
+
+
+def _only_missing_keys(err):
+    lines = [line.strip() for line in (err or "").splitlines() if line.strip()]
+    return bool(lines) and all(line.startswith(NO_SUCH_KEY) for line in lines)
 
 
 def record_argument_spec(id_option, **options):

@@ -90,3 +90,22 @@ def split_path(path):
         if path.startswith(prefix + "/") and "/" not in path[len(prefix) + 1:]:
             return kind, path[len(prefix) + 1:]
     return None, None
+
+
+def member_of(state, user, group_name, seen=None):
+    """Whether user is in the group, as the membership resolver answers: by GroupMembership,
+    GroupMembers, the primary group, or through a group named in NestedGroups."""
+    seen = seen or set()
+    if group_name in seen or group_name not in state["groups"]:
+        return False
+    seen.add(group_name)
+    group = state["groups"][group_name]
+    record = state["users"][user]
+    guid = record["GeneratedUID"][0]
+    if user in group.get("GroupMembership", []) or guid in group.get("GroupMembers", []):
+        return True
+    if record.get("PrimaryGroupID") and record["PrimaryGroupID"] == group.get("PrimaryGroupID"):
+        return True
+    nested = group.get("NestedGroups", [])
+    return any(member_of(state, user, name, seen) for name, other in state["groups"].items()
+               if other["GeneratedUID"][0] in nested)

@@ -119,8 +119,43 @@ def test_usable_names(name):
     assert _dscl.validate_name(name) == name
 
 
+def test_account_view_reads_the_account_keys_only():
+    record = _dscl.parse_record(sample("read_user_alice_account.plist"))
+
+    assert sorted(record) == sorted(_dscl.ACCOUNT_KEYS)
+    assert _dscl.account_view(record) == {
+        "name": "alice", "uid": 501, "gid": 20, "home": "/Users/alice", "shell": "/bin/zsh"}
+    assert _dscl.account_view({"RecordName": ["x"]}) == {"name": "x", "uid": None, "gid": None, "home": None,
+                                                         "shell": None}
+
+
+def test_account_table_keys_each_record_by_its_first_name():
+    records = [{"RecordName": ["root", "BUILTIN\\Local System"], "UniqueID": ["0"], "PrimaryGroupID": ["0"]},
+               {"RecordName": ["nobody"], "UniqueID": ["-2"]}, {"UniqueID": ["9"]}]
+
+    table = _dscl.account_table(records)
+
+    assert sorted(table) == ["nobody", "root"]
+    assert table["nobody"]["uid"] == -2
+    with pytest.raises(_dscl.DsclError, match="non-numeric UniqueID"):
+        _dscl.account_table([{"RecordName": ["bad"], "UniqueID": ["x"]}])
+
+
+def test_group_names_from_id_are_sorted_and_unique():
+    assert _dscl.parse_group_names(sample("id_Gn_alice.txt")) == ["admin", "everyone", "staff"]
+    assert _dscl.parse_group_names("staff 1234 staff\n") == ["1234", "staff"]
+    assert _dscl.parse_group_names("") == []
+
+
 def test_command_builders():
     assert _dscl.read_argv("dscl", _dscl.USERS, "agent") == ["dscl", "-plist", ".", "-read", "/Users/agent"]
+    assert _dscl.read_argv("dscl", _dscl.USERS, "agent", _dscl.ACCOUNT_KEYS) == [
+        "dscl", "-plist", ".", "-read", "/Users/agent", "UniqueID", "PrimaryGroupID", "NFSHomeDirectory", "UserShell",
+        "RecordName"]
+    assert _dscl.readall_users_argv("dscl") == [
+        "dscl", "-plist", ".", "-readall", "/Users", "RecordName", "UniqueID", "PrimaryGroupID", "NFSHomeDirectory",
+        "UserShell"]
+    assert _dscl.id_groups_argv("id", "agent") == ["id", "-Gn", "agent"]
     assert _dscl.list_argv("dscl", _dscl.USERS, "UniqueID") == ["dscl", ".", "-list", "/Users", "UniqueID"]
     assert _dscl.create_argv("dscl", _dscl.USERS, "agent", "RealName", "Agent User") == [
         "dscl", ".", "-create", "/Users/agent", "RealName", "Agent User"]
@@ -163,6 +198,7 @@ def fake(state_dir, tool, *args):
 
 @pytest.mark.parametrize("args, name", [
     (["-plist", ".", "-read", "/Users/alice"], "read_user_alice.plist"),
+    (["-plist", ".", "-read", "/Users/alice"] + list(_dscl.ACCOUNT_KEYS), "read_user_alice_account.plist"),
     ([".", "-read", "/Users/alice"], "read_user_alice.txt"),
     (["-plist", ".", "-readall", "/Groups", "RecordName", "PrimaryGroupID", "GroupMembership"], "readall_groups.plist"),
     ([".", "-list", "/Users", "UniqueID"], "list_users_uniqueid.txt"),
@@ -183,3 +219,19 @@ def test_fake_dseditgroup_checkmember_answers_like_dseditgroup(fake_dir):
     (fake_dir / "directory.json").write_text(json.dumps(state))
     assert fake(fake_dir, "dseditgroup", "-o", "checkmember", "-m", "agent", "admin") == (
         67, sample("checkmember_no.txt"), "")
+
+
+def test_fake_id_lists_the_groups_like_id(fake_dir):
+    assert fake(fake_dir, "id", "-Gn", "alice") == (0, sample("id_Gn_alice.txt"), "")
+    assert fake(fake_dir, "id", "-Gn", "nosuch") == (1, "", sample("id_no_such_user.stderr"))
+
+
+def test_fake_id_follows_nested_groups_and_a_primary_gid_without_a_group(fake_dir):
+    state = json.loads((fake_dir / "directory.json").read_text())
+    state["users"]["agent"] = {"RecordName": ["agent"], "UniqueID": ["600"], "PrimaryGroupID": ["600"],
+                               "GeneratedUID": ["G-agent"]}
+    state["groups"]["agent-share"]["GroupMembership"] = ["agent"]
+    state["groups"]["admin"]["NestedGroups"] = ["G-agent-share"]
+    (fake_dir / "directory.json").write_text(json.dumps(state))
+
+    assert fake(fake_dir, "id", "-Gn", "agent") == (0, "600 everyone admin agent-share\n", "")

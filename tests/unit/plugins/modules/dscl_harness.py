@@ -1,7 +1,7 @@
 # Copyright: (c) 2026, agent-sandbox developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Helpers for the dscl module tests: run a module's main() against the Directory Services stand-ins
-(tests/unit/fakes/dscl, dseditgroup, createhomedir), or against a scripted run_command."""
+(tests/unit/fakes/dscl, dseditgroup, createhomedir, id), or against a scripted run_command."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ from ansible_collections.agent_sandbox.native.tests.unit.plugins.modules import 
 UNIT = pathlib.Path(__file__).resolve().parents[2]
 FAKES = UNIT / "fakes"
 FIXTURES = UNIT / "fixtures" / "dscl"
-TOOLS = ("dscl", "dseditgroup", "createhomedir")
+TOOLS = ("dscl", "dseditgroup", "createhomedir", "id")
 OPT_DIRS = ["/usr/bin", "/usr/sbin"]
-REAL_PATHS = {"dscl": "/usr/bin/dscl", "dseditgroup": "/usr/sbin/dseditgroup", "createhomedir": "/usr/sbin/createhomedir"}
+REAL_PATHS = {"dscl": "/usr/bin/dscl", "dseditgroup": "/usr/sbin/dseditgroup", "createhomedir": "/usr/sbin/createhomedir",
+              "id": "/usr/bin/id"}
 
 sys.path.insert(0, str(FAKES))
 import _ds_state  # noqa: E402  pylint: disable=wrong-import-position
@@ -73,7 +74,7 @@ run_module = module_runner.run_module
 
 
 class FakeDirectory(module_runner.StandIns):
-    """The stand-ins in tests/unit/fakes (dscl, dseditgroup, createhomedir) with a state directory of their own."""
+    """The stand-ins in tests/unit/fakes (dscl, dseditgroup, createhomedir, id) with a state directory of their own."""
 
     def __init__(self, monkeypatch, state_dir, directory=None):
         super().__init__(monkeypatch, state_dir, {tool: str(FAKES / tool) for tool in TOOLS})
@@ -113,6 +114,8 @@ def is_write(tool, argv):
         return command in ("create", "append", "merge", "delete", "change", "changei", "passwd")
     if tool == "dseditgroup":
         return "checkmember" not in argv and "read" not in argv
+    if tool == "id":
+        return False
     return True
 
 
