@@ -10,7 +10,8 @@ module: dscl_user_info
 short_description: Read local macOS users through dscl
 version_added: 0.1.0
 description:
-  - Lists the uid of every user in the local Directory Services node (C(dscl . -list /Users UniqueID)) and,
+  - Lists the uid of every user in the local Directory Services node (C(dscl -plist . -readall /Users), as
+    M(agent_sandbox.native.local_accounts_info) reads it) and,
     with O(name), reads that user's managed attributes (C(dscl -plist . -read /Users/NAME)).
   - Meant for validation before anything changes, for example to stop a run when a wanted uid belongs to another user.
   - Never returns password material.
@@ -33,6 +34,7 @@ options:
     type: str
 seealso:
   - module: agent_sandbox.native.dscl_user
+  - module: agent_sandbox.native.local_accounts_info
 """
 
 EXAMPLES = r"""
@@ -87,7 +89,9 @@ from ansible_collections.agent_sandbox.native.plugins.module_utils._errors impor
 
 def run(module):
     directory = Directory(module)
-    result = dict(changed=False, uids=directory.ids(USERS, "UniqueID"), user=None)
+    # The same plist read of every user as local_accounts_info; a record without a uid is left out.
+    uids = {name: view["uid"] for name, view in directory.accounts().items() if view["uid"] is not None}
+    result = dict(changed=False, uids=uids, user=None)
     name = module.params["name"]
     if name is not None:
         validate_name(name)

@@ -26,6 +26,24 @@ def test_lists_uids_and_describes_one_user_without_secrets(monkeypatch, tmp_path
     }
     assert "62706c6973743030" not in json.dumps(result)
     assert fake.writes() == []
+    # Every uid from the same plist read of /Users as local_accounts_info, not from -list text.
+    assert fake.calls() == [
+        ("dscl", ["-plist", ".", "-readall", "/Users", "RecordName", "UniqueID", "PrimaryGroupID", "NFSHomeDirectory",
+                  "UserShell"]),
+        ("dscl", ["-plist", ".", "-read", "/Users/alice"]),
+        ("dscl", ["-plist", ".", "-readall", "/Groups", "RecordName", "PrimaryGroupID", "GroupMembership"]),
+    ]
+
+
+def test_a_user_record_without_a_uid_is_left_out_of_uids(monkeypatch, tmp_path):
+    fake = FakeDirectory(monkeypatch, tmp_path / "ds")
+    fake.edit(lambda state: state["users"]["_www"].pop("UniqueID"))
+
+    result, failed = run_module(monkeypatch, dscl_user_info, {})
+
+    assert not failed, result
+    assert result["uids"] == {"alice": 501, "daemon": 1, "nobody": -2, "root": 0}
+    assert result["user"] is None
 
 
 def test_a_missing_user_is_reported_absent(monkeypatch, tmp_path):
