@@ -109,7 +109,7 @@ def test_agent_cannot_read_the_admins_home(host):
     assert denied.rc != 0 and "Permission denied" in denied.stderr
     assert as_user(host, AGENT, "ls /home/%s" % ADMIN).rc != 0
     # Control: the admin reads it.
-    assert ok(as_user(host, ADMIN, "cat /home/%s/secret.txt" % ADMIN)) == "admin-only-secret\n"
+    assert ok(as_user(host, ADMIN, "cat /home/%s/secret.txt" % ADMIN)) == "only for the admin\n"
 
 
 def test_symlink_into_admins_home_gives_the_agent_nothing(host):
@@ -120,12 +120,12 @@ def test_symlink_into_admins_home_gives_the_agent_nothing(host):
     ok(as_user(host, AGENT, "ln -s /home/%s/secret.txt %s" % (ADMIN, link)))
     denied = as_user(host, AGENT, "cat %s" % link)
     assert denied.rc != 0 and "Permission denied" in denied.stderr
-    assert "admin-only-secret" not in denied.stdout
+    assert "only for the admin" not in denied.stdout
     copied = as_user(host, AGENT, "cp %s %s.copy" % (link, link))
     assert copied.rc != 0
     # Control: the link is live; it is the admin's access that follows it (hence the docs:
     # copy out of the share without following links).
-    assert ok(as_user(host, ADMIN, "cat %s" % link)) == "admin-only-secret\n"
+    assert ok(as_user(host, ADMIN, "cat %s" % link)) == "only for the admin\n"
     assert ok(as_user(host, ADMIN, "cp -P %s %s.admin && readlink %s.admin" % (link, link, link))).strip() == (
         "/home/%s/secret.txt" % ADMIN)
 
