@@ -4,30 +4,16 @@ Each attempt runs inside the container as the agent (must fail) and as the
 admin (must succeed), so a broken test server cannot pass for a firewall.
 """
 import contextlib
-import importlib.util
 import json
-import os
 import shlex
 import subprocess
 import time
 
 import pytest
+from testlib import as_user, refusals
 
 IPV6 = "fd00::2"
 PROBE = "python3 /usr/local/bin/hf-probe.py"
-
-
-def case_runner():
-    """molecule/shared/case_runner.py, shared with the sandbox_user scenario."""
-    path = os.path.join(os.environ["MOLECULE_SCENARIO_DIRECTORY"], "..", "shared", "case_runner.py")
-    spec = importlib.util.spec_from_file_location("case_runner", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def as_user(host, user, cmd):
-    return host.run("runuser -u %s -- %s" % (user, cmd))
 
 
 _IPV4 = {}
@@ -424,25 +410,18 @@ BAD_SETTINGS = {
     "dropped-agent": ({"host_firewall_agents": [{"user": "admin", "proxy_port": 8081}]},
                       "not in host_firewall_agents (or agent_sandbox_agents) any more and still exists"),
     # Not a setting but the host: a PAM service that lets users set the (root) start guard's environment.
-    "pam-user-env": ({"hf_setup": "echo 'session required pam_env.so user_readenv=1' >/etc/pam.d/hf-user-env",
-                      "hf_cleanup": "rm -f /etc/pam.d/hf-user-env"},
+    "pam-user-env": ({"refusal_setup": "echo 'session required pam_env.so user_readenv=1' >/etc/pam.d/hf-user-env",
+                      "refusal_cleanup": "rm -f /etc/pam.d/hf-user-env"},
                      "/etc/pam.d/hf-user-env load pam_env with user_readenv=1"),
 }
 
 
 @pytest.fixture(scope="module")
-def bad_settings_report(tmp_path_factory):
-    """Every bad-settings case on every host, in one ansible-playbook run (molecule/shared/case_runner.py):
-    tasks/bad_settings_case.yml reads the loaded rules before and after each case.
-    Returns {host: {case: {failure, before, after}}, "output": ...}."""
-    scenario = os.environ["MOLECULE_SCENARIO_DIRECTORY"]
-    cases = [(case, dict(settings, hf_case=case, hf_loaded_state=LOADED_STATE))
-             for case, (settings, _message) in BAD_SETTINGS.items()]
-    report, output = case_runner().run_cases(
-        tmp_path_factory.mktemp("bad_settings"), "Apply host_firewall with bad settings", cases,
-        os.path.join(scenario, "tasks", "bad_settings_case.yml"), "hf_report", gather_first=True)
-    report["output"] = output
-    return report
+def bad_settings_report():
+    """Every bad-settings case on every host, in one ansible-playbook run (testlib.refusals),
+    which reads the loaded rules before and after each case."""
+    return refusals("Apply host_firewall with bad settings", "agent_sandbox.native.host_firewall",
+                    {case: settings for case, (settings, _message) in BAD_SETTINGS.items()}, LOADED_STATE, gather=True)
 
 
 @pytest.mark.parametrize("case", BAD_SETTINGS)

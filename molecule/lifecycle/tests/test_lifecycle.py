@@ -1,4 +1,4 @@
-"""A sandbox's whole life, on Debian 12 and 13 at once, as a user would live it.
+"""A sandbox's whole life, on the scenario's hosts (molecule.yml) at once, as a user would live it.
 
 The tests run in file order and drive the playbooks themselves:
 1. the previous release installed (the newest tag before this commit, else b345567), doctor;
@@ -32,8 +32,7 @@ from sandbox_runs import REQUIRED_0_1, doctor, run_playbook  # noqa: E402  (mole
 # the scenario's containers are gone (the inventory folder is not).
 LOGS = Path(tempfile.gettempdir()) / ("agent-sandbox-lifecycle-%s" % (os.environ.get("MOLECULE_NAME_PREFIX") or "as"))
 LOGS.mkdir(exist_ok=True)
-PREFIX = os.environ.get("MOLECULE_NAME_PREFIX") or "as"
-HOSTS = ["%s-lifecycle-%s" % (PREFIX, suite) for suite in ("bookworm", "trixie")]
+HOSTS = [h.backend.get_hostname() for h in testinfra.get_hosts("ansible://all", ansible_inventory=os.environ["MOLECULE_INVENTORY_FILE"])]
 # The commit before the first release: the previous version when no tag precedes this commit.
 BEFORE_FIRST_RELEASE = "b345567"
 AUDIT_LOG = "/var/log/agent-sandbox/proxy/audit.jsonl"

@@ -4,10 +4,12 @@ Every refusal is paired with a control showing the allowed path works.
 The stopped-service case (no network at all) needs host_firewall; see docs/roles/mitm_proxy.md.
 """
 import json
+import re
 import shlex
 import time
 
 import pytest
+from testlib import as_user, refusals
 
 SECRET = "sk-test-REAL-9c41e7d0b2a6"
 PLACEHOLDER = "AGENT_SANDBOX_PLACEHOLDER_test_api_5d1e"
@@ -25,15 +27,12 @@ def proxy_env(port=8080, address="127.0.0.1"):
         "CURL_CA_BUNDLE": BUNDLE, "SSL_CERT_FILE": BUNDLE, "REQUESTS_CA_BUNDLE": BUNDLE,
         "GIT_SSL_CAINFO": BUNDLE, "PIP_CERT": BUNDLE, "HOME": "/home/agent",
     }
-    return " ".join("%s=%s" % (k, shlex.quote(v)) for k, v in env.items())
-
-
-def as_user(host, user, command, **kwargs):
-    return host.run("runuser -u %s -- env %s bash -c %s" % (user, proxy_env(**kwargs), shlex.quote(command)))
+    return env
 
 
 def as_agent(host, command, **kwargs):
-    return as_user(host, "agent", command, **kwargs)
+    """As the agent, with the proxy settings its shells get (proxy_env's arguments in kwargs)."""
+    return as_user(host, "agent", command, env=proxy_env(**kwargs))
 
 
 def curl(host, url, extra="", **kwargs):
@@ -323,3 +322,96 @@ def test_a_good_policy_change_applies_without_a_restart(host, live_policy):
     curl(host, "https://allowed.test/")
     assert curl(host, "https://blocked.test/")[0] == "200"
     assert proxy_pid(host) == pid
+
+
+# Bad input is refused before anything changes (from the verifier: converge runs three times).
+
+# What every case starts from: the converged settings, less the secrets.
+BAD_INPUT_BASE = {
+    "mitm_proxy_upstream_ca_bundle": "/etc/fake-internet/ca.pem",
+    "mitm_proxy_allowlist": ["allowed.test"],
+    "mitm_proxy_secrets": [],
+    "mitm_proxy_agents": [{"name": "agent", "port": 8080, "allowlist": []}, {"name": "builder", "port": 8081, "allowlist": []}],
+}
+
+
+def secret(name, placeholder, value="whatever-1", **extra):
+    return dict({"name": name, "placeholder": placeholder, "hosts": ["api.secret.test"], "header": "x-api-key: {secret}",
+                 "value": value}, **extra)
+
+
+# Each case: the settings the role must refuse, and a pattern its failure must match.
+BAD_INPUT = {
+    "malformed rule": ({"mitm_proxy_allowlist": [{"host": "https://allowed.test/x"}]}, "Allowlist rule refused"),
+    "secret without hosts": ({"mitm_proxy_secrets": [secret("nohosts", "PLACEHOLDER_NOHOSTS_1", hosts=[])]},
+                             "hosts must list at least one host"),
+    "colliding placeholders": ({"mitm_proxy_secrets": [secret("one", "PLACEHOLDER_SAME_1"),
+                                                       secret("two", "PLACEHOLDER_SAME_1x", "whatever-2")]},
+                               "collides with"),
+    "misspelt rule key": ({"mitm_proxy_allowlist": [{"hots": "allowed.test"}]},
+                          r'has no host \(it has an unknown key "hots"; did you mean host\?\)'),
+    # The role's argument spec may speak first here.
+    "misspelt secret key": ({"mitm_proxy_secrets": [{"name": "typo", "placeholder": "PLACEHOLDER_TYPO_1",
+                                                     "host": ["api.secret.test"], "header": "x-api-key: {secret}",
+                                                     "value": "whatever-1"}]},
+                            r'unknown key "host" \(did you mean hosts\?\)|mitm_proxy_secrets.host. Supported parameters '
+                            r'include: comment, header, hosts'),
+    "placeholder that is its value": ({"mitm_proxy_secrets": [secret("same", "SAME_AS_VALUE_1", "SAME_AS_VALUE_1")]},
+                                      "placeholder of secret same is its own value"),
+    # Public suffixes: ICANN ones always, private ones without the opt-in.
+    "wildcard over com": ({"mitm_proxy_allowlist": [{"host": "*.com"}]}, 'every name registered under the public suffix "com"'),
+    "wildcard over co.uk": ({"mitm_proxy_allowlist": ["*.co.uk"]},
+                            r'public suffix "co.uk" \(Public Suffix List, ICANN section\)'),
+    "wildcard over github.io without the opt-in": ({"mitm_proxy_allowlist": [{"host": "*.github.io"}]},
+                                                   "anyone can get a subdomain of their own .* trust_every_owner_below: true"),
+    "wildcard above private suffixes": ({"mitm_proxy_allowlist": [{"host": "*.amazonaws.com"}]},
+                                        'reaches names under ".*amazonaws.com", where anyone can'),
+    "missing upstream CA bundle": ({"mitm_proxy_upstream_ca_bundle": "/nonexistent/ca.pem"},
+                                   "/nonexistent/ca.pem cannot be read: No such file or directory"),
+    "upstream CA bundle the proxy cannot read": ({"mitm_proxy_upstream_ca_bundle": "/etc/fake-internet/ca-root-only.pem"},
+                                                 r"ca-root-only.pem cannot be read: Permission denied \(read as agent-proxy\)"),
+    "upstream CA bundle that is not PEM": ({"mitm_proxy_upstream_ca_bundle": "/etc/hostname"}, "/etc/hostname holds no PEM certificate"),
+    # Passes the role's own checks; the addon's check (the template's `validate:`) refuses it, and the run says why.
+    "path with dot segments": ({"mitm_proxy_allowlist": [{"host": "allowed.test", "paths": ["/a/../b"]}]},
+                               "The proxy's addon refused the policy .* has '.' or '..' segments"),
+}
+# The careful spellings of the same settings pass the role's checks.
+ACCEPTED = {
+    "wildcard over github.io with the opt-in, and an exact host under it": {
+        "refusal_tasks_from": "validate",
+        "mitm_proxy_allowlist": [{"host": "*.github.io", "trust_every_owner_below": True}, "myorg.github.io",
+                                 {"host": "*.example.com"}],
+    },
+}
+LIVE_FILES = "sha256sum %s /etc/agent-sandbox/proxy/secrets.json" % POLICY
+
+
+@pytest.fixture(scope="module")
+def bad_input_report():
+    cases = {case: dict(BAD_INPUT_BASE, **settings) for case, (settings, _pattern) in BAD_INPUT.items()}
+    cases.update({case: dict(BAD_INPUT_BASE, **settings) for case, settings in ACCEPTED.items()})
+    return refusals("Apply mitm_proxy with bad input", "agent_sandbox.native.mitm_proxy", cases, LIVE_FILES, gather=True)
+
+
+@pytest.mark.parametrize("case", BAD_INPUT)
+def test_bad_input_is_refused_and_the_live_files_stay(host, bad_input_report, case):
+    result = bad_input_report[host.backend.get_hostname()][case]
+    assert result["failure"], "the role accepted %s: %s" % (case, bad_input_report["output"])
+    message = result["failure"]["result"].get("msg", "")
+    assert re.search(BAD_INPUT[case][1], message), message
+    assert result["after"] == result["before"]
+    # The checksums the run read are the live ones.
+    assert host.check_output(LIVE_FILES) == result["before"]
+
+
+@pytest.mark.parametrize("case", ACCEPTED)
+def test_careful_spellings_pass_the_checks(host, bad_input_report, case):
+    result = bad_input_report[host.backend.get_hostname()][case]
+    assert result["failure"] is None, result["failure"]
+    assert result["after"] == result["before"]
+
+
+@pytest.mark.usefixtures("bad_input_report")
+def test_proxy_still_serves_the_agent_after_bad_input(host):
+    assert curl(host, "https://allowed.test/")[0] == "200"
+    assert curl(host, "https://blocked.test/")[0] == "403"

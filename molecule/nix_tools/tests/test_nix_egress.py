@@ -10,7 +10,10 @@ import json
 import shlex
 import uuid
 
+import functools
+
 import pytest
+import testlib
 
 EXPR = "/srv/nix-expr/egress.nix"
 LOG = "/var/log/fake-internet/requests.jsonl"
@@ -19,9 +22,8 @@ ALLOWED_BODY = b"hello from allowed.test\n"
 BLOCKED_BODY = b"blocked.test: you should never see this\n"
 
 
-def as_user(host, user, cmd):
-    """Run `cmd` in `user`'s login shell (so /etc/profile.d applies)."""
-    return host.run("runuser -l %s -c %s", user, cmd)
+# In the user's login shell, so /etc/profile.d applies.
+as_user = functools.partial(testlib.as_user, login=True)
 
 
 def requests(host, path):

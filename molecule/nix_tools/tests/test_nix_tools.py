@@ -2,7 +2,10 @@
 
 import re
 
+import functools
+
 import pytest
+import testlib
 
 PROFILE = "/nix/var/nix/profiles/agent-sandbox"
 TOOL = PROFILE + "/bin/hello-sandbox"
@@ -10,9 +13,8 @@ EXPR = "/srv/nix-expr/hello.nix"
 NIX = "nix --extra-experimental-features nix-command"
 
 
-def as_user(host, user, cmd):
-    """Run `cmd` in `user`'s login shell (so /etc/profile.d applies)."""
-    return host.run("runuser -l %s -c %s", user, cmd)
+# In the user's login shell, so /etc/profile.d applies.
+as_user = functools.partial(testlib.as_user, login=True)
 
 
 def test_daemon_is_active(host):

@@ -5,37 +5,14 @@ control showing that the allowed path works, so a broken test host cannot
 make a refusal look like a protection.
 """
 
-import importlib.util
 import json
-import os
 
 import pytest
+from testlib import as_user, refusals
 
 AGENT = "agent"
 ADMIN = "admin"
 PRIVILEGED = {"sudo", "wheel", "admin", "adm", "root", "disk", "shadow", "systemd-journal", "docker", "lxd"}
-SCENARIO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def case_runner():
-    """molecule/shared/case_runner.py, shared with the host_firewall scenario."""
-    spec = importlib.util.spec_from_file_location(
-        "case_runner", os.path.join(SCENARIO, "..", "shared", "case_runner.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _sq(text):
-    return "'" + text.replace("'", "'\\''") + "'"
-
-
-def run_as(host, user, command, stdin=None):
-    """Run `command` (a shell string) as `user`, with no tty and no login; `stdin` is one line of input."""
-    cmd = "runuser -u %s -- sh -c %s" % (user, _sq(command))
-    if stdin is not None:
-        cmd = "printf '%%s\\n' %s | %s" % (_sq(stdin), cmd)
-    return host.run(cmd)
 
 
 def agent_uid(host):
@@ -72,7 +49,7 @@ def test_agent_home_is_private(host):
 
 
 def test_agent_is_in_no_privileged_group(host):
-    groups = set(run_as(host, AGENT, "id -Gn").stdout.split())
+    groups = set(as_user(host, AGENT, "id -Gn").stdout.split())
     assert groups == {AGENT}
     assert not groups & PRIVILEGED
     # Control: prepare put the agent in adm, and adm is still there for others.
@@ -81,18 +58,18 @@ def test_agent_is_in_no_privileged_group(host):
 
 
 def test_agent_has_no_sudo_rights(host):
-    refused = run_as(host, AGENT, "sudo -n true")
+    refused = as_user(host, AGENT, "sudo -n true")
     assert refused.rc != 0
-    assert run_as(host, AGENT, "sudo -n -l").rc != 0
+    assert as_user(host, AGENT, "sudo -n -l").rc != 0
     # Control: sudo works on this host, for the admin towards the agent.
-    assert run_as(host, ADMIN, "sudo -n -u %s true" % AGENT).rc == 0
+    assert as_user(host, ADMIN, "sudo -n -u %s true" % AGENT).rc == 0
 
 
 def test_admin_can_become_the_agent_and_nothing_else_through_the_role(host):
-    assert run_as(host, ADMIN, "sudo -n -u %s id -un" % AGENT).stdout.strip() == AGENT
+    assert as_user(host, ADMIN, "sudo -n -u %s id -un" % AGENT).stdout.strip() == AGENT
     # The drop-in grants nothing towards root or another user (the admin here has no other rule).
-    assert run_as(host, ADMIN, "sudo -n true").rc != 0
-    assert run_as(host, ADMIN, "sudo -n -u bystander true").rc != 0
+    assert as_user(host, ADMIN, "sudo -n true").rc != 0
+    assert as_user(host, ADMIN, "sudo -n -u bystander true").rc != 0
 
 
 def test_sudoers_drop_in_is_valid_and_root_owned(host):
@@ -105,68 +82,68 @@ def test_sudoers_drop_in_is_valid_and_root_owned(host):
 
 
 def test_agent_cannot_become_the_admin(host):
-    assert run_as(host, AGENT, "sudo -n -u %s true" % ADMIN).rc != 0
-    wrong = run_as(host, AGENT, "su %s -c 'id -un'" % ADMIN, stdin="not-the-password")
+    assert as_user(host, AGENT, "sudo -n -u %s true" % ADMIN).rc != 0
+    wrong = as_user(host, AGENT, "su %s -c 'id -un'" % ADMIN, stdin="not-the-password")
     assert wrong.rc != 0
     assert ADMIN not in wrong.stdout
-    empty = run_as(host, AGENT, "su %s -c 'id -un' </dev/null" % ADMIN)
+    empty = as_user(host, AGENT, "su %s -c 'id -un' </dev/null" % ADMIN)
     assert empty.rc != 0
     # Control: su itself works from the agent when the password is known,
     # so the refusals above are about the password, not a broken su.
-    right = run_as(host, AGENT, "su %s -c 'id -un'" % ADMIN, stdin="admin-test-password")
+    right = as_user(host, AGENT, "su %s -c 'id -un'" % ADMIN, stdin="admin-test-password")
     assert right.stdout.strip() == ADMIN
 
 
 def test_nobody_can_log_in_as_the_agent_with_a_password(host):
     # The agent's own password is locked: even an empty or guessed one fails.
     for guess in ("", AGENT):
-        assert run_as(host, ADMIN, "su %s -c true" % AGENT, stdin=guess).rc != 0
+        assert as_user(host, ADMIN, "su %s -c true" % AGENT, stdin=guess).rc != 0
 
 
 # Promise 9: other homes.
 
 def test_agent_cannot_read_the_admins_files(host):
-    assert run_as(host, AGENT, "cat /home/%s/secret.txt" % ADMIN).rc != 0
-    assert run_as(host, AGENT, "ls /home/%s" % ADMIN).rc != 0
+    assert as_user(host, AGENT, "cat /home/%s/secret.txt" % ADMIN).rc != 0
+    assert as_user(host, AGENT, "ls /home/%s" % ADMIN).rc != 0
     # Control: the admin still can.
-    assert run_as(host, ADMIN, "cat /home/%s/secret.txt" % ADMIN).stdout == "only for the admin\n"
+    assert as_user(host, ADMIN, "cat /home/%s/secret.txt" % ADMIN).stdout == "only for the admin\n"
     assert host.file("/home/%s" % ADMIN).mode & 0o007 == 0
 
 
 def test_agent_cannot_read_other_human_homes(host):
     # sandbox_user_protect_all_homes is on in this scenario.
-    assert run_as(host, AGENT, "cat /home/bystander/notes.txt").rc != 0
-    assert run_as(host, "bystander", "cat /home/bystander/notes.txt").rc == 0
+    assert as_user(host, AGENT, "cat /home/bystander/notes.txt").rc != 0
+    assert as_user(host, "bystander", "cat /home/bystander/notes.txt").rc == 0
 
 
 # Promise 11: no work that outlives the session.
 
 def test_agent_cannot_use_crontab(host):
-    listed = run_as(host, AGENT, "crontab -l")
+    listed = as_user(host, AGENT, "crontab -l")
     assert listed.rc != 0
     assert "not allowed" in listed.stderr
-    installed = run_as(host, AGENT, "crontab -", stdin="* * * * * touch /tmp/agent-was-here")
+    installed = as_user(host, AGENT, "crontab -", stdin="* * * * * touch /tmp/agent-was-here")
     assert installed.rc != 0
     assert "not allowed" in installed.stderr
     assert not host.file("/var/spool/cron/crontabs/%s" % AGENT).exists
 
 
 def test_admin_can_use_crontab(host):
-    assert run_as(host, ADMIN, "crontab -", stdin="# agent-sandbox control").rc == 0
+    assert as_user(host, ADMIN, "crontab -", stdin="# agent-sandbox control").rc == 0
     try:
-        assert run_as(host, ADMIN, "crontab -l").stdout.strip() == "# agent-sandbox control"
+        assert as_user(host, ADMIN, "crontab -l").stdout.strip() == "# agent-sandbox control"
     finally:
-        run_as(host, ADMIN, "crontab -r")
+        as_user(host, ADMIN, "crontab -r")
 
 
 def test_agent_cannot_use_at(host):
-    refused = run_as(host, AGENT, "at now + 1 hour", stdin="touch /tmp/agent-was-here")
+    refused = as_user(host, AGENT, "at now + 1 hour", stdin="touch /tmp/agent-was-here")
     assert refused.rc != 0
     assert "permission" in refused.stderr
     # Control: the admin can queue a job (removed right away).
-    queued = run_as(host, ADMIN, "at now + 1 hour", stdin="true")
+    queued = as_user(host, ADMIN, "at now + 1 hour", stdin="true")
     assert queued.rc == 0, queued.stderr
-    run_as(host, ADMIN, "atq | cut -f1 | xargs -r atrm")
+    as_user(host, ADMIN, "atq | cut -f1 | xargs -r atrm")
 
 
 def test_agent_does_not_linger(host):
@@ -195,11 +172,11 @@ def admin_secret_process(host):
 def what_agent_sees(host, pid):
     """Every way the agent could look at the admin's process, and what it got."""
     return {
-        "ps aux": run_as(host, AGENT, "ps aux").stdout,
-        "pgrep -af": run_as(host, AGENT, "pgrep -af token").stdout,
-        "cmdline": run_as(host, AGENT, "tr '\\0' ' ' < /proc/%s/cmdline" % pid).stdout,
-        "environ": run_as(host, AGENT, "tr '\\0' ' ' < /proc/%s/environ" % pid).stdout,
-        "status": run_as(host, AGENT, "cat /proc/%s/status" % pid).stdout,
+        "ps aux": as_user(host, AGENT, "ps aux").stdout,
+        "pgrep -af": as_user(host, AGENT, "pgrep -af token").stdout,
+        "cmdline": as_user(host, AGENT, "tr '\\0' ' ' < /proc/%s/cmdline" % pid).stdout,
+        "environ": as_user(host, AGENT, "tr '\\0' ' ' < /proc/%s/environ" % pid).stdout,
+        "status": as_user(host, AGENT, "cat /proc/%s/status" % pid).stdout,
     }
 
 
@@ -220,9 +197,9 @@ def test_agent_cannot_read_other_users_command_lines_or_environments(host, admin
     # Controls: root, and the admin (in the group that sees every process), see the process;
     # the agent sees its own.
     assert SECRET in host.check_output("tr '\\0' ' ' < /proc/%s/cmdline" % pid)
-    admin = run_as(host, ADMIN, "ps aux; tr '\\0' ' ' < /proc/%s/environ" % pid)
+    admin = as_user(host, ADMIN, "ps aux; tr '\\0' ' ' < /proc/%s/environ" % pid)
     assert "tool --token=%s" % SECRET in admin.stdout and "ADMIN_TOKEN=%s-env" % SECRET in admin.stdout, admin.stdout
-    own = run_as(host, AGENT, "sleep 30 & ps ax -o args=; kill $!")
+    own = as_user(host, AGENT, "sleep 30 & ps ax -o args=; kill $!")
     assert "sleep 30" in [line.strip() for line in own.stdout.splitlines()], own.stdout
 
 
@@ -285,8 +262,8 @@ def test_bash_zsh_and_fish_config_is_in_place(host):
 
 
 def test_umask_and_git_settings(host):
-    assert run_as(host, ADMIN, "agent-run sh -c umask").stdout.strip() == "0007"
-    git = run_as(host, ADMIN, "agent-run git config --get-regexp '^(user|url)\\.'").stdout.splitlines()
+    assert as_user(host, ADMIN, "agent-run sh -c umask").stdout.strip() == "0007"
+    git = as_user(host, ADMIN, "agent-run git config --get-regexp '^(user|url)\\.'").stdout.splitlines()
     assert "user.email agent@agent-sandbox.invalid" in git
     assert "url.https://github.com/.insteadof git@github.com:" in git
     assert "url.https://github.com/.insteadof ssh://git@github.com/" in git
@@ -295,21 +272,21 @@ def test_umask_and_git_settings(host):
 # agent-run.
 
 def test_agent_run_runs_as_the_agent(host):
-    out = run_as(host, ADMIN, "agent-run id -u")
+    out = as_user(host, ADMIN, "agent-run id -u")
     assert out.rc == 0, out.stderr
     assert out.stdout.strip() == str(agent_uid(host))
     # Control: without agent-run the admin is the admin.
-    assert run_as(host, ADMIN, "id -u").stdout.strip() == str(host.user(ADMIN).uid)
+    assert as_user(host, ADMIN, "id -u").stdout.strip() == str(host.user(ADMIN).uid)
 
 
 def test_agent_run_starts_in_the_workspace_with_arguments_unchanged(host):
-    assert run_as(host, ADMIN, "agent-run pwd").stdout.strip() == "/srv/agent-workspace"
-    out = run_as(host, ADMIN, "agent-run printf '[%s]' '$HOME' 'a b' '*'")
+    assert as_user(host, ADMIN, "agent-run pwd").stdout.strip() == "/srv/agent-workspace"
+    out = as_user(host, ADMIN, "agent-run printf '[%s]' '$HOME' 'a b' '*'")
     assert out.stdout == "[$HOME][a b][*]"
 
 
 def test_agent_run_without_arguments_is_a_login_shell(host):
-    out = run_as(host, ADMIN, "agent-run", stdin="echo \"$HTTPS_PROXY $(id -un) $(pwd)\"")
+    out = as_user(host, ADMIN, "agent-run", stdin="echo \"$HTTPS_PROXY $(id -un) $(pwd)\"")
     assert out.stdout.strip() == "http://127.0.0.1:8080 %s /srv/agent-workspace" % AGENT
 
 
@@ -321,7 +298,7 @@ BAD_INPUT = {
     "The agent must not be the admin": {"sandbox_user_name": ADMIN},
     "A user name must match": {"sandbox_user_name": "Bad Name"},
     "is a user of agent-sandbox itself": {"sandbox_user_name": "agent-proxy"},
-    "belongs to 'admin'": {"sandbox_user_name": "agent2", "sandbox_user_uid": "{{ su_admin_uid }}"},
+    "belongs to 'admin'": {"sandbox_user_name": "agent2", "sandbox_user_uid": "{{ ansible_facts.getent_passwd.admin[1] }}"},
     # prepare.yml made /home/kept-home, the admin's folder: a teardown's kept home must be the agent's own.
     "belongs to the account admin": {"sandbox_user_name": "kept-home"},
     # The agents' resource limits: each kind of mistake, named with what was given.
@@ -340,17 +317,12 @@ WATCHED_STATE = ("sha256sum /etc/sudoers.d/agent-sandbox /etc/passwd /etc/group 
 
 
 @pytest.fixture(scope="module")
-def bad_input_report(tmp_path_factory):
-    """Every bad-input case on every host, in one ansible-playbook run (molecule/shared/case_runner.py):
-    tasks/bad_input_case.yml reads the watched files' checksums before and after each case.
-    Returns {host: {case: {failure, before, after}}, "output": ...}."""
-    cases = [(case, dict(settings, sandbox_user_admin=ADMIN, su_case=case, su_watched_state=WATCHED_STATE))
-             for case, settings in BAD_INPUT.items()]
-    report, output = case_runner().run_cases(
-        tmp_path_factory.mktemp("bad_input"), "Apply sandbox_user with bad input", cases,
-        os.path.join(SCENARIO, "tasks", "bad_input_case.yml"), "su_report")
-    report["output"] = output
-    return report
+def bad_input_report():
+    """Every bad-input case on every host, in one ansible-playbook run (testlib.refusals), which
+    reads the watched files' checksums before and after each case."""
+    return refusals("Apply sandbox_user with bad input", "agent_sandbox.native.sandbox_user",
+                    {case: dict(settings, sandbox_user_admin=ADMIN) for case, settings in BAD_INPUT.items()},
+                    WATCHED_STATE)
 
 
 @pytest.mark.parametrize("message", BAD_INPUT)
@@ -362,6 +334,6 @@ def test_bad_input_stops_in_validation(host, bad_input_report, message):
     assert result["failure"]["task"] == BAD_INPUT_TASK.get(message, "Check each agent's name and uid"), failure
     assert result["after"] == result["before"]
     # The checksums the run read are the live ones, and nothing changed them since.
-    assert host.check_output(WATCHED_STATE).splitlines() == result["before"]
+    assert host.check_output(WATCHED_STATE) == result["before"]
     assert not host.user("agent2").exists and not host.user("kept-home").exists
     assert host.file("/home/kept-home").user == "admin"

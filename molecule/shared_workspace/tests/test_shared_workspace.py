@@ -4,26 +4,23 @@ Every claim is checked by acting as the user it is about, with a restrictive uma
 blocked attempt is paired with a control showing the allowed path works.
 """
 
+import functools
 import json
 import os
 import shlex
-import subprocess
 import uuid
 
 import pytest
+import testlib
 
 SHARE = "/srv/agent-workspace"
 GROUP = "agent-share"
 ADMIN = "admin"
 AGENT = "agent"
-SCENARIO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def as_user(host, user, script):
-    """Run `script` as `user` with umask 077, their HOME and their groups (runuser calls initgroups)."""
-    return host.run(
-        "runuser -u %s -- env HOME=/home/%s sh -c %s" % (user, user, shlex.quote("umask 077; cd /; " + script))
-    )
+# With a restrictive umask, their HOME and their groups.
+as_user = functools.partial(testlib.as_user, umask="077")
 
 
 def ok(result):
@@ -112,7 +109,7 @@ def test_agent_cannot_read_the_admins_home(host):
     assert denied.rc != 0 and "Permission denied" in denied.stderr
     assert as_user(host, AGENT, "ls /home/%s" % ADMIN).rc != 0
     # Control: the admin reads it.
-    assert ok(as_user(host, ADMIN, "cat /home/%s/secret.txt" % ADMIN)) == "admin-only-secret\n"
+    assert ok(as_user(host, ADMIN, "cat /home/%s/secret.txt" % ADMIN)) == "only for the admin\n"
 
 
 def test_symlink_into_admins_home_gives_the_agent_nothing(host):
@@ -123,12 +120,12 @@ def test_symlink_into_admins_home_gives_the_agent_nothing(host):
     ok(as_user(host, AGENT, "ln -s /home/%s/secret.txt %s" % (ADMIN, link)))
     denied = as_user(host, AGENT, "cat %s" % link)
     assert denied.rc != 0 and "Permission denied" in denied.stderr
-    assert "admin-only-secret" not in denied.stdout
+    assert "only for the admin" not in denied.stdout
     copied = as_user(host, AGENT, "cp %s %s.copy" % (link, link))
     assert copied.rc != 0
     # Control: the link is live; it is the admin's access that follows it (hence the docs:
     # copy out of the share without following links).
-    assert ok(as_user(host, ADMIN, "cat %s" % link)) == "admin-only-secret\n"
+    assert ok(as_user(host, ADMIN, "cat %s" % link)) == "only for the admin\n"
     assert ok(as_user(host, ADMIN, "cp -P %s %s.admin && readlink %s.admin" % (link, link, link))).strip() == (
         "/home/%s/secret.txt" % ADMIN)
 
@@ -446,29 +443,32 @@ def test_admin_python_does_not_import_the_agents_modules(host):
         host.run("rm -f %s/venv.py" % folder)
 
 
-@pytest.mark.parametrize(
-    "path,message",
-    [
-        ("/", "is a system folder"),
-        ("/etc", "is the system folder /etc"),
-        ("/usr/local/share/ws", "is inside the system folder /usr"),
-        ("/home/admin/share", "is inside the home /home/admin"),
-    ],
-)
-def test_bad_workspace_path_stops_in_validation(host, path, message):
-    group = "agent-share-bad"
-    watched = "getfacl -cp / /etc /home/admin; stat -c '%a %U %G %n' / /etc /home/admin"
-    before = host.run(watched).stdout
-    result = subprocess.run(
-        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "--limit", host.backend.get_hostname(),
-         "-e", json.dumps({"shared_workspace_path": path, "shared_workspace_group": group}),
-         os.path.join(SCENARIO, "bad_input.yml")],
-        capture_output=True, text=True, check=False, env=dict(os.environ, ANSIBLE_NOCOLOR="1"),
-    )
-    out = result.stdout + result.stderr
-    assert result.returncode != 0, out
-    assert message in " ".join(out.split()), out
-    assert "changed=0" in out, out
-    assert host.run(watched).stdout == before
-    assert not host.group(group).exists
+# Each workspace path the role must refuse in validation, and what its failure must say.
+BAD_PATHS = {
+    "/": "is a system folder",
+    "/etc": "is the system folder /etc",
+    "/usr/local/share/ws": "is inside the system folder /usr",
+    "/home/admin/share": "is inside the home /home/admin",
+}
+BAD_GROUP = "agent-share-bad"
+WATCHED = "getfacl -cp / /etc /home/admin; stat -c '%a %U %G %n' / /etc /home/admin"
+
+
+@pytest.fixture(scope="module")
+def bad_path_report():
+    """Every bad path on every host, in one ansible-playbook run (testlib.refusals)."""
+    return testlib.refusals("Apply shared_workspace with a bad path", "agent_sandbox.native.shared_workspace",
+                            {path: {"shared_workspace_path": path, "shared_workspace_group": BAD_GROUP} for path in BAD_PATHS},
+                            WATCHED, gather=True)
+
+
+@pytest.mark.parametrize("path", BAD_PATHS)
+def test_bad_workspace_path_stops_in_validation(host, bad_path_report, path):
+    result = bad_path_report[host.backend.get_hostname()][path]
+    assert result["failure"], "the role accepted %s: %s" % (path, bad_path_report["output"])
+    failure = " ".join(json.dumps(result["failure"]).split())
+    assert BAD_PATHS[path] in failure, failure
+    assert result["failure"]["task"].startswith("Check"), failure  # validation, before any change
+    assert result["after"] == result["before"] == host.check_output(WATCHED)
+    assert not host.group(BAD_GROUP).exists
     assert not host.file("/home/admin/share").exists
