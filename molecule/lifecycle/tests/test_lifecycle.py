@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import testinfra
+from testinfra.utils.ansible_runner import AnsibleRunner
 
 SCENARIO = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"])
 REPO = SCENARIO.parents[1]
@@ -32,7 +33,7 @@ from sandbox_runs import REQUIRED_0_1, doctor, run_playbook  # noqa: E402  (mole
 # the scenario's containers are gone (the inventory folder is not).
 LOGS = Path(tempfile.gettempdir()) / ("agent-sandbox-lifecycle-%s" % (os.environ.get("MOLECULE_NAME_PREFIX") or "as"))
 LOGS.mkdir(exist_ok=True)
-HOSTS = [h.backend.get_hostname() for h in testinfra.get_hosts("ansible://all", ansible_inventory=os.environ["MOLECULE_INVENTORY_FILE"])]
+HOSTS = sorted(AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"]).get_hosts("all"))  # the platforms of molecule.yml
 # The commit before the first release: the previous version when no tag precedes this commit.
 BEFORE_FIRST_RELEASE = "b345567"
 AUDIT_LOG = "/var/log/agent-sandbox/proxy/audit.jsonl"
