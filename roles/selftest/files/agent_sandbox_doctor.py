@@ -948,18 +948,22 @@ class Doctor:
             self.record(enabled == "enabled" and active == "active", "unit enabled and active",
                         "systemctl is-enabled/is-active " + unit, "%s, %s" % (enabled, active))
 
-    def run(self, quick=False):
+    def checks(self, quick=False):
+        """The checks, in the order the report lists them."""
         # Checks of the host rather than of one agent run once, with the first agent.
         host = (self.kernel_links, self.admin_git, self.nofollow_view, self.go_betweens) if self.host_checks else ()
-        steps = (self.identity, self.direct_egress, self.loopback, self.proxy_policy, self.files, self.units,
-                 self.start_guard, self.atomic_reload, self.nix_builds, self.repositories) + host
         if quick:
             # What a working install must show at once, with no probe that waits for a timeout
             # to pass: the units, the start guard, limits and reload path, direct UDP refused, the proxy listener, and through it the allowed
             # path, the blocked host's 403 and the leak probe's refusal; the Nix build users' rules.
-            steps = (self.units, self.start_guard, self.atomic_reload, self.direct_udp, self.proxy_reachable,
-                     self.proxy_policy, self.nix_builds, self.repositories) + host
-        # What the agent runs now, before any probe of this report runs as the agent too.
+            return (self.units, self.start_guard, self.atomic_reload, self.direct_udp, self.proxy_reachable,
+                    self.proxy_policy, self.nix_builds, self.repositories) + host
+        return (self.identity, self.direct_egress, self.loopback, self.proxy_policy, self.files, self.units,
+                self.start_guard, self.atomic_reload, self.nix_builds, self.repositories) + host
+
+    def run(self, quick=False):
+        steps = self.checks(quick)
+        # What the agent runs now (a note), before any probe of this report runs as the agent too.
         self.processes()
         try:
             outcomes = at_once([functools.partial(self.isolated, step) for step in steps], self.check_deadline)
