@@ -179,8 +179,8 @@ def test_a_session_that_does_not_start_gives_every_probe_its_reason(doctor, tmp_
     assert missing.as_agent("identity")["outcome"] == "error"
 
 
-def test_agents_run_side_by_side_and_are_reported_in_the_settings_order(doctor, agent_run, listener, tmp_path,
-                                                                         capsys, monkeypatch):
+def test_agents_run_side_by_side_and_are_reported_in_the_settings_order(
+        doctor, agent_run, listener, tmp_path, capsys, monkeypatch):
     # Each agent's check waits until the other agent's has started.
     started = {"one": threading.Event(), "two": threading.Event()}
 
