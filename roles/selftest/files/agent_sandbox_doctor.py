@@ -535,8 +535,8 @@ class ProbeSession:
             try:
                 self.proc.stdin.write(json.dumps([ident] + [str(a) for a in argv]) + "\n")
                 self.proc.stdin.flush()
-            except OSError:
-                pass  # the process has ended: its reader answers every waiting probe
+            except (OSError, ValueError):
+                pass  # the process has ended (or is ending): its reader answers every waiting probe
         if not slot[0].wait(deadline):
             with self.lock:
                 self.waiting.pop(ident, None)
@@ -548,6 +548,7 @@ class ProbeSession:
         if self.proc is None:
             return
         with self.lock:
+            self.gone = self.gone or {"outcome": "error", "detail": "the report was finished before this probe ran"}
             try:
                 self.proc.stdin.close()
             except OSError:
@@ -574,7 +575,7 @@ class Doctor:
         self._results = []
         self._notes = []
         self._step = threading.local()
-        self._session, self._session_lock = None, threading.Lock()
+        self._session, self._session_lock, self._closed = None, threading.Lock(), False
         self.timeout = float(cfg.get("timeout", 3))
         # A probe's own limit (an HTTP probe waits up to 3 timeouts), then a check's: its probes run
         # at once, so a check that is still running after that is stuck, and is reported as such.
@@ -594,15 +595,17 @@ class Doctor:
     def as_agent(self, *probe):
         """Run one probe as the agent (in this doctor's probe session, started at the first probe)."""
         with self._session_lock:
+            if self._closed:
+                return {"outcome": "error", "detail": "the report was finished before this probe ran"}
             if self._session is None:
                 self._session = ProbeSession([self.cfg.get("agent_run", "agent-run"), "--user", self.agent,
                                               sys.executable, self.self_path, "probe", "serve"], self.agent)
         return self._session.ask(probe, self.probe_deadline)
 
     def close(self):
-        """End the probe session, if a probe started one."""
+        """End the probe session, if a probe started one. A check still running (stuck) starts no new one."""
         with self._session_lock:
-            session, self._session = self._session, None
+            session, self._closed = self._session, True
         if session:
             session.close()
 

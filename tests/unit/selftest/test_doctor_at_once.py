@@ -132,6 +132,10 @@ def test_probes_run_in_one_session_and_answer_in_order(doctor, agent_run, listen
     assert answers[2]["paths"] == [str(tmp_path)]
     assert answers[3]["detail"] == "unknown probe nonsense"
     assert session.proc.returncode == 0  # it ended when the doctor had no more probes
+    # A check still running after the report (stuck) starts no new session as the agent.
+    assert check.as_agent("read", str(tmp_path)) == {
+        "outcome": "error", "detail": "the report was finished before this probe ran"}
+    assert check._session is session  # pylint: disable=protected-access
 
 
 def test_a_probe_that_raises_answers_with_an_error_and_the_others_still_answer(doctor, agent_run, listener):
