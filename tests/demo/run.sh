@@ -2,9 +2,11 @@
 # make demo: the whole sandbox applied to a disposable Debian 12 container with
 # systemd, through the real inventory mechanism (tests/demo/inventory), ending
 # in the self-test report. `make demo-clean` removes the container.
+# AGENT_SANDBOX_DEMO_NAME names the container (default agent-sandbox-demo), so that
+# two demos can run side by side; `docker rm -f NAME` removes another name.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
-name=agent-sandbox-demo
+name=${AGENT_SANDBOX_DEMO_NAME:-agent-sandbox-demo}
 image=${MOLECULE_IMAGE_BOOKWORM:-agent-sandbox-molecule:bookworm}
 cd "$repo"
 
@@ -32,16 +34,17 @@ done
 export ANSIBLE_CONFIG="$repo/ansible.cfg"
 # One `docker exec` per task instead of four, as in the Molecule scenarios.
 export ANSIBLE_PIPELINING=True
-inv=(-i tests/demo/inventory)
+# The inventory's host is agent-sandbox-demo; ansible_host points it at this container.
+inv=(-i tests/demo/inventory -e "ansible_host=$name")
 echo "demo: preparing a fake internet inside the container (allowed.test, blocked.test, api.secret.test)"
-ansible-playbook "${inv[@]}" molecule/shared/fake_internet.yml >/tmp/agent-sandbox-demo-prepare.log ||
-  { tail -n 40 /tmp/agent-sandbox-demo-prepare.log; exit 1; }
+ansible-playbook "${inv[@]}" molecule/shared/fake_internet.yml >"/tmp/$name-prepare.log" ||
+  { tail -n 40 "/tmp/$name-prepare.log"; exit 1; }
 echo "demo: ansible-playbook ${inv[*]} site.yml"
 start=$(date +%s)
-ansible-playbook "${inv[@]}" site.yml >/tmp/agent-sandbox-demo-site.log ||
-  { tail -n 60 /tmp/agent-sandbox-demo-site.log; exit 1; }
-grep -A3 'PLAY RECAP' /tmp/agent-sandbox-demo-site.log | tail -n 2
-echo "demo: site.yml took $(( $(date +%s) - start )) s (log: /tmp/agent-sandbox-demo-site.log)"
+ansible-playbook "${inv[@]}" site.yml >"/tmp/$name-site.log" ||
+  { tail -n 60 "/tmp/$name-site.log"; exit 1; }
+grep -A3 'PLAY RECAP' "/tmp/$name-site.log" | tail -n 2
+echo "demo: site.yml took $(( $(date +%s) - start )) s (log: /tmp/$name-site.log)"
 echo
 echo "demo: agent-sandbox doctor (run by the admin, acting as the agent)"
 rc=0

@@ -4,9 +4,15 @@
 
 The admin (or root) runs `agent-sandbox doctor`. Every claim about the agent is
 tried *as the agent*, through `agent-run`, which re-invokes this same file as
-`agent-sandbox probe ...`; the probe prints one JSON object. The doctor prints
-one line per check (PASS/FAIL, what was tried, what happened), a summary, and
-exits non-zero on any FAIL. `--json` prints the results for machines.
+`agent-sandbox probe serve`: one session of the agent per report that runs each probe
+it is sent and answers with one JSON object per probe (`agent-sandbox probe KIND ...`
+runs one probe by hand). The doctor prints one line per check (PASS/FAIL, what was
+tried, what happened), a summary, and exits non-zero on any FAIL. `--json` prints the
+results for machines.
+
+The checks run at once (a thread each, and the agents side by side), and so do the probes
+within a check: a blocked connection waits out its timeout once for the whole report, not once
+per probe. The report keeps the order in which the checks are listed, whatever order they end in.
 
 `agent-sandbox stop [--agent NAME]`, run by root (the admin through sudo), ends
 every process of the agents (or of one): SIGTERM, a short grace, then SIGKILL.
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import functools
 import grp
 import json
 import os
@@ -27,6 +34,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -198,27 +206,61 @@ def probe_writable(paths):
     return {"outcome": "writable", "paths": writable, "detail": "%d of %d writable" % (len(writable), len(paths))}
 
 
-def run_probe(argv):
+def probe(argv):
+    """The result of one probe: argv is its kind and its arguments, as strings."""
     kind, args = argv[0], argv[1:]
     if kind == "tcp":
-        res = probe_tcp(args[0], args[1], float(args[2]))
-    elif kind == "udp":
-        res = probe_udp(args[0], args[1], float(args[2]))
-    elif kind == "ping":
-        res = probe_ping(args[0], float(args[1]))
-    elif kind == "http":
-        res = probe_http(args[0], json.loads(args[1]), float(args[2]))
-    elif kind == "read":
-        res = probe_read(args[0])
-    elif kind == "identity":
-        res = probe_identity()
-    elif kind == "cgroup":
-        res = probe_cgroup()
-    elif kind == "writable":
-        res = probe_writable(json.loads(args[0]))
-    else:
-        res = {"outcome": "error", "detail": "unknown probe %s" % kind}
-    print(json.dumps(res))
+        return probe_tcp(args[0], args[1], float(args[2]))
+    if kind == "udp":
+        return probe_udp(args[0], args[1], float(args[2]))
+    if kind == "ping":
+        return probe_ping(args[0], float(args[1]))
+    if kind == "http":
+        return probe_http(args[0], json.loads(args[1]), float(args[2]))
+    if kind == "read":
+        return probe_read(args[0])
+    if kind == "identity":
+        return probe_identity()
+    if kind == "cgroup":
+        return probe_cgroup()
+    if kind == "writable":
+        return probe_writable(json.loads(args[0]))
+    return {"outcome": "error", "detail": "unknown probe %s" % kind}
+
+
+def serve_probes(requests, answers):
+    """`agent-sandbox probe serve`: run every probe asked for on requests (one JSON line each,
+    [id, kind, arg, ...]) in a thread of its own, and write each result to answers as it comes,
+    one JSON line {"id": id, "result": {...}}. Ends when requests end and the running probes have answered."""
+    lock = threading.Lock()
+    threads = []
+
+    def answer(ident, argv):
+        try:
+            res = probe(argv)
+        except Exception as exc:  # pylint: disable=broad-exception-caught  # the doctor reports it as this probe's
+            res = {"outcome": "error", "detail": "probe %s stopped with %s: %s" % (argv[0], type(exc).__name__, exc)}
+        with lock:
+            answers.write(json.dumps({"id": ident, "result": res}) + "\n")
+            answers.flush()
+
+    for line in iter(requests.readline, ""):
+        try:
+            ident, kind, *args = json.loads(line)
+        except (ValueError, TypeError):
+            continue
+        thread = threading.Thread(target=answer, args=(ident, [str(kind)] + [str(a) for a in args]), daemon=True)
+        thread.start()
+        threads.append(thread)
+    for thread in threads:
+        thread.join()
+    return 0
+
+
+def run_probe(argv):
+    if argv == ["serve"]:
+        return serve_probes(sys.stdin, sys.stdout)
+    print(json.dumps(probe(argv)))
     return 0
 
 
@@ -407,29 +449,172 @@ def covers(entry, share):
     return entry.endswith("/*") and (share + "/").startswith(entry[:-1])
 
 
+def at_once(tasks, deadline):
+    """Call every task at once, each in a thread of its own, and return their outcomes in the
+    tasks' order: ("done", value), ("raised", exception), or ("late", None) for a task still running
+    after deadline seconds. A late task's thread is a daemon: it cannot keep the doctor from exiting."""
+    outcomes = [("late", None)] * len(tasks)
+
+    def call(index, task):
+        try:
+            outcomes[index] = ("done", task())
+        except Exception as exc:  # pylint: disable=broad-exception-caught  # reported as that task's FAIL
+            outcomes[index] = ("raised", exc)
+
+    threads = [threading.Thread(target=call, args=(i, task), daemon=True) for i, task in enumerate(tasks)]
+    for thread in threads:
+        thread.start()
+    end = time.monotonic() + deadline
+    for thread in threads:
+        thread.join(max(0.0, end - time.monotonic()))
+    return list(outcomes)
+
+
+class ProbeSession:
+    """One process as the agent that runs every probe of a report, `agent-sandbox probe serve` started
+    through agent-run like any session of the agent (sudo, PAM, the start guard, its login shell): one
+    session start for the whole report instead of one per probe. ask() may be called from many threads."""
+
+    def __init__(self, cmd, agent):
+        self.agent = agent
+        self.lock = threading.Lock()
+        self.waiting = {}  # id: [event, result]
+        self.last_id = 0
+        self.said = []  # what is not an answer: the start guard's reason (PAM, on stdout), sudo's errors
+        self.gone = None  # the result every probe gets once the process has ended
+        self.said_on_stderr = []
+        try:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,  # pylint: disable=consider-using-with
+                                         stderr=subprocess.PIPE, text=True, bufsize=1)
+        except OSError as exc:
+            self.proc = None
+            self.gone = {"outcome": "error", "detail": "probe did not run as %s: %s" % (agent, exc)}
+            return
+        self.errors = threading.Thread(target=self._read_errors, daemon=True)
+        self.errors.start()
+        threading.Thread(target=self._read_answers, daemon=True).start()
+
+    def _read_errors(self):
+        for line in iter(self.proc.stderr.readline, ""):
+            if line.strip():
+                self.said_on_stderr.append(line.strip())
+
+    def _read_answers(self):
+        for line in iter(self.proc.stdout.readline, ""):
+            try:
+                msg = json.loads(line) if line.lstrip().startswith("{") else None
+            except ValueError:
+                msg = None
+            if isinstance(msg, dict) and "id" in msg and "result" in msg:
+                with self.lock:
+                    slot = self.waiting.pop(msg["id"], None)
+                if slot:
+                    slot[1] = msg["result"]
+                    slot[0].set()
+            elif line.strip():
+                self.said.append(line.strip())
+        rc = self.proc.wait()
+        self.errors.join(5)
+        # sudo shows PAM's messages (the start guard's reason) on stdout and its own on stderr.
+        said = " ".join(self.said + self.said_on_stderr)
+        with self.lock:
+            self.gone = {"outcome": "error", "detail": "probe did not run as %s (rc %d): %s" % (self.agent, rc, said[:400])}
+            waiting, self.waiting = list(self.waiting.values()), {}
+        for slot in waiting:
+            slot[1] = self.gone
+            slot[0].set()
+
+    def ask(self, argv, deadline):
+        slot = [threading.Event(), None]
+        with self.lock:
+            if self.gone:
+                return self.gone
+            self.last_id += 1
+            ident = self.last_id
+            self.waiting[ident] = slot
+            try:
+                self.proc.stdin.write(json.dumps([ident] + [str(a) for a in argv]) + "\n")
+                self.proc.stdin.flush()
+            except (OSError, ValueError):
+                pass  # the process has ended (or is ending): its reader answers every waiting probe
+        if not slot[0].wait(deadline):
+            with self.lock:
+                self.waiting.pop(ident, None)
+            return {"outcome": "error", "detail": "probe as %s did not answer in %g s" % (self.agent, deadline)}
+        return slot[1]
+
+    def close(self, grace=5):
+        """No more probes: the process ends once the running ones have answered, or is ended after grace s."""
+        if self.proc is None:
+            return
+        with self.lock:
+            self.gone = self.gone or {"outcome": "error", "detail": "the report was finished before this probe ran"}
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+        try:
+            self.proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
 class Doctor:
+    """The checks of one agent. Each check is a method that probes as the agent and records what it
+    found with record() (and notes in self.notes); run() calls them at once, each in a thread with
+    results and notes of its own, then puts them together in the order the checks are listed."""
+
     def __init__(self, cfg, agent, host_checks=True):
         self.cfg = cfg
         self.agent = agent
         self.host_checks = host_checks
-        self.results = []
-        self.notes = []
+        self._results = []
+        self._notes = []
+        self._step = threading.local()
+        self._session, self._session_lock, self._closed = None, threading.Lock(), False
         self.timeout = float(cfg.get("timeout", 3))
+        # A probe's own limit (an HTTP probe waits up to 3 timeouts), then a check's: its probes run
+        # at once, so a check that is still running after that is stuck, and is reported as such.
+        self.probe_deadline = self.timeout * 3 + 30
+        self.check_deadline = self.probe_deadline + 15
         self.self_path = os.path.realpath(__file__)
 
+    @property
+    def results(self):
+        """The results of the check running in this thread (inside run()), else all of them."""
+        return getattr(self._step, "results", self._results)
+
+    @property
+    def notes(self):
+        return getattr(self._step, "notes", self._notes)
+
     def as_agent(self, *probe):
-        cmd = [self.cfg.get("agent_run", "agent-run"), "--user", self.agent,
-               sys.executable, self.self_path, "probe"] + [str(p) for p in probe]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False,
-                              timeout=self.timeout * 3 + 30, stdin=subprocess.DEVNULL)
-        for line in reversed(proc.stdout.splitlines()):
-            line = line.strip()
-            if line.startswith("{"):
-                return json.loads(line)
-        # sudo shows PAM's messages (the start guard's reason) on stdout and its own on stderr.
-        said = " ".join(text.strip() for text in (proc.stdout, proc.stderr) if text.strip())
-        return {"outcome": "error",
-                "detail": "probe did not run as %s (rc %d): %s" % (self.agent, proc.returncode, said[:400])}
+        """Run one probe as the agent (in this doctor's probe session, started at the first probe)."""
+        with self._session_lock:
+            if self._closed:
+                return {"outcome": "error", "detail": "the report was finished before this probe ran"}
+            if self._session is None:
+                self._session = ProbeSession([self.cfg.get("agent_run", "agent-run"), "--user", self.agent,
+                                              sys.executable, self.self_path, "probe", "serve"], self.agent)
+        return self._session.ask(probe, self.probe_deadline)
+
+    def close(self):
+        """End the probe session, if a probe started one. A check still running (stuck) starts no new one."""
+        with self._session_lock:
+            session, self._closed = self._session, True
+        if session:
+            session.close()
+
+    def as_agent_all(self, *probes):
+        """Run the probes (each a tuple of as_agent's arguments) at once; their results in the same order."""
+        outcomes = at_once([functools.partial(self.as_agent, *probe) for probe in probes], self.probe_deadline + 5)
+        return [value if how == "done" else {"outcome": "error", "detail": "probe %s %s" % (
+            probe[0], "failed: %s" % value if how == "raised" else "did not finish")}
+            for probe, (how, value) in zip(probes, outcomes)]
 
     def record(self, ok, name, tried, happened):
         self.results.append({"agent": self.agent, "check": name, "status": "PASS" if ok else "FAIL",
@@ -437,70 +622,89 @@ class Doctor:
 
     # Network ------------------------------------------------------------
     def direct_egress(self):
-        for target in self.cfg.get("direct_targets", []):
+        # The firewall drops what the agent sends: a TCP connect waits out the timeout (the drop in
+        # the output hook is not reported to TCP), so every probe starts at once.
+        targets, resolvers = self.cfg.get("direct_targets", []), self.cfg.get("dns_servers", [])
+        probes = []
+        for target in targets:
+            probes += [("tcp", target["host"], target.get("port", 443), self.timeout), self.udp_probe(target),
+                       ("ping", target["host"], self.timeout)]
+        for resolver in resolvers:
+            probes += [("udp", resolver, 53, self.timeout), ("tcp", resolver, 53, self.timeout)]
+        answers = iter(self.as_agent_all(*probes))
+        for target in targets:
             host, port = target["host"], target.get("port", 443)
             fam = "IPv6" if ":" in host else "IPv4"
-            res = self.as_agent("tcp", host, port, self.timeout)
+            res = next(answers)
             self.record(res["outcome"] in ("denied", "timeout"), "direct %s TCP blocked" % fam,
                         "connect to %s port %s" % (host, port), res["detail"])
-            self.direct_udp_to(target)
-            res = self.as_agent("ping", host, self.timeout)
+            self.judge_udp(target, next(answers))
+            res = next(answers)
             self.record(res["outcome"] not in ("answered", "error"), "direct %s ICMP blocked" % fam,
                         "ping %s" % host, res["detail"])
-        for resolver in self.cfg.get("dns_servers", []):
-            res = self.as_agent("udp", resolver, 53, self.timeout)
+        for resolver in resolvers:
+            res = next(answers)
             self.record(res["outcome"] == "denied", "DNS query blocked",
                         "DNS query to %s port 53" % resolver, res["detail"])
-            res = self.as_agent("tcp", resolver, 53, self.timeout)
+            res = next(answers)
             self.record(res["outcome"] in ("denied", "timeout"), "DNS over TCP blocked",
                         "TCP connect to %s port 53" % resolver, res["detail"])
 
-    def direct_udp_to(self, target):
+    def udp_probe(self, target):
+        return ("udp", target["host"], target.get("udp_port", 53), self.timeout)
+
+    def judge_udp(self, target, res):
         host, port = target["host"], target.get("udp_port", 53)
-        res = self.as_agent("udp", host, port, self.timeout)
         self.record(res["outcome"] == "denied", "direct %s UDP blocked" % ("IPv6" if ":" in host else "IPv4"),
                     "UDP datagram to %s port %s" % (host, port), res["detail"])
 
     def direct_udp(self):
         # The firewall refuses a datagram at once (EPERM): a confinement check with no wait.
-        for target in self.cfg.get("direct_targets", []):
-            self.direct_udp_to(target)
+        targets = self.cfg.get("direct_targets", [])
+        for target, res in zip(targets, self.as_agent_all(*[self.udp_probe(t) for t in targets])):
+            self.judge_udp(target, res)
 
     def loopback(self):
         proxy = int(self.cfg["proxy_port"])
         ports = self.cfg.get("loopback_ports", "auto")
         if ports == "auto":
             ports = listening_tcp_ports()
-        for port in ports:
-            if int(port) == proxy:
-                continue
-            for host in ("127.0.0.1", "::1"):
-                res = self.as_agent("tcp", host, port, self.timeout)
-                self.record(res["outcome"] in ("denied", "timeout"), "loopback service blocked",
-                            "connect to %s port %s" % (host, port), res["detail"])
-        self.proxy_reachable()
+        tried = [(host, port) for port in ports if int(port) != proxy for host in ("127.0.0.1", "::1")]
+        answers = self.as_agent_all(*[("tcp", host, port, self.timeout) for host, port in tried]
+                                    + [self.proxy_probe()])
+        for (host, port), res in zip(tried, answers):
+            self.record(res["outcome"] in ("denied", "timeout"), "loopback service blocked",
+                        "connect to %s port %s" % (host, port), res["detail"])
+        self.judge_proxy(answers[-1])
+
+    def proxy_probe(self):
+        return ("tcp", self.cfg.get("proxy_host", "127.0.0.1"), int(self.cfg["proxy_port"]), self.timeout)
+
+    def judge_proxy(self, res):
+        self.record(res["outcome"] == "connected", "proxy reachable",
+                    "connect to the proxy on port %d" % int(self.cfg["proxy_port"]), res["detail"])
 
     def proxy_reachable(self):
-        proxy = int(self.cfg["proxy_port"])
-        res = self.as_agent("tcp", self.cfg.get("proxy_host", "127.0.0.1"), proxy, self.timeout)
-        self.record(res["outcome"] == "connected", "proxy reachable",
-                    "connect to the proxy on port %d" % proxy, res["detail"])
+        self.judge_proxy(self.as_agent(*self.proxy_probe()))
 
     def proxy_policy(self):
-        url = self.cfg.get("allowed_url")
-        if url:
-            res = self.as_agent("http", url, "{}", self.timeout * 3)
+        allowed, blocked, leak = self.cfg.get("allowed_url"), self.cfg.get("blocked_url"), self.cfg.get("leak_probe")
+        leak = leak if leak and leak.get("url") else None
+        probes = ([("http", allowed, "{}", self.timeout * 3)] if allowed else []) \
+            + ([("http", blocked, "{}", self.timeout * 3)] if blocked else []) \
+            + ([("http", leak["url"], json.dumps({leak["header"]: leak["placeholder"]}), self.timeout * 3)]
+               if leak else [])
+        answers = iter(self.as_agent_all(*probes))
+        if allowed:
+            res = next(answers)
             self.record(res["outcome"] == "status" and 200 <= res["status"] < 400 and not res["block"],
-                        "allowed host reachable through the proxy", "GET " + url, res["detail"])
-        url = self.cfg.get("blocked_url")
-        if url:
-            res = self.as_agent("http", url, "{}", self.timeout * 3)
+                        "allowed host reachable through the proxy", "GET " + allowed, res["detail"])
+        if blocked:
+            res = next(answers)
             self.record(res.get("status") == 403 and res.get("block", "").startswith("policy"),
-                        "blocked host gets the policy 403", "GET " + url, res["detail"])
-        leak = self.cfg.get("leak_probe")
-        if leak and leak.get("url"):
-            res = self.as_agent("http", leak["url"], json.dumps({leak["header"]: leak["placeholder"]}),
-                                self.timeout * 3)
+                        "blocked host gets the policy 403", "GET " + blocked, res["detail"])
+        if leak:
+            res = next(answers)
             self.record(res.get("status") == 403, "placeholder sent to a wrong host refused",
                         "GET %s with the placeholder in %s" % (leak["url"], leak["header"]), res["detail"])
 
@@ -513,8 +717,7 @@ class Doctor:
                                  capture_output=True, text=True, check=False).stdout.strip()
             if pid and pid != "0":
                 paths.append("/proc/%s/environ" % pid)
-        for path in paths:
-            res = self.as_agent("read", path)
+        for path, res in zip(paths, self.as_agent_all(*[("read", path) for path in paths])):
             ok, detail = res["outcome"] == "denied", res["detail"]
             if path.startswith("/proc/") and res["outcome"] == "missing":
                 # /proc with hidepid (sandbox_user_hide_processes): the process is not even visible.
@@ -748,20 +951,46 @@ class Doctor:
             self.record(enabled == "enabled" and active == "active", "unit enabled and active",
                         "systemctl is-enabled/is-active " + unit, "%s, %s" % (enabled, active))
 
-    def run(self, quick=False):
+    def checks(self, quick=False):
+        """The checks, in the order the report lists them."""
         # Checks of the host rather than of one agent run once, with the first agent.
         host = (self.kernel_links, self.admin_git, self.nofollow_view, self.go_betweens) if self.host_checks else ()
-        steps = (self.processes, self.identity, self.direct_egress, self.loopback, self.proxy_policy, self.files, self.units,
-                 self.start_guard, self.atomic_reload, self.nix_builds, self.repositories) + host
         if quick:
             # What a working install must show at once, with no probe that waits for a timeout
             # to pass: the units, the start guard, limits and reload path, direct UDP refused, the proxy listener, and through it the allowed
             # path, the blocked host's 403 and the leak probe's refusal; the Nix build users' rules.
-            steps = (self.processes, self.units, self.start_guard, self.atomic_reload, self.direct_udp, self.proxy_reachable,
-                     self.proxy_policy, self.nix_builds, self.repositories) + host
-        for step in steps:
+            return (self.units, self.start_guard, self.atomic_reload, self.direct_udp, self.proxy_reachable,
+                    self.proxy_policy, self.nix_builds, self.repositories) + host
+        return (self.identity, self.direct_egress, self.loopback, self.proxy_policy, self.files, self.units,
+                self.start_guard, self.atomic_reload, self.nix_builds, self.repositories) + host
+
+    def run(self, quick=False):
+        steps = self.checks(quick)
+        # What the agent runs now (a note), before any probe of this report runs as the agent too.
+        self.processes()
+        try:
+            outcomes = at_once([functools.partial(self.isolated, step) for step in steps], self.check_deadline)
+        finally:
+            self.close()
+        for step, (how, value) in zip(steps, outcomes):
+            results, notes = value if how == "done" else ([], [])
+            if how == "late":
+                results = [{"agent": self.agent, "check": step.__name__, "status": "FAIL",
+                            "tried": "run the %s checks" % step.__name__,
+                            "happened": "did not finish in %g s: a probe or command is stuck" % self.check_deadline}]
+            self._results.extend(results)
+            self._notes.extend(notes)
+        return self._results
+
+    def isolated(self, step):
+        """Call step with results and notes of its own (this thread's); a check that raises is a FAIL."""
+        self._step.results, self._step.notes = [], []
+        try:
             step()
-        return self.results
+        except Exception as exc:  # pylint: disable=broad-exception-caught  # the report goes on without it
+            self.record(False, step.__name__, "run the %s checks" % step.__name__,
+                        "stopped with %s: %s" % (type(exc).__name__, exc))
+        return self._step.results, self._step.notes
 
 
 def last_log_line(unit):
@@ -818,10 +1047,15 @@ def main(argv=None):
     with open(args.config, encoding="utf-8") as fh:
         cfg = json.load(fh)
     results, host_notes = [], []
-    for index, agent in enumerate(cfg["agents"]):
-        merged = dict(cfg, **agent)
-        doctor = Doctor(merged, agent["name"], host_checks=index == 0)
-        results.extend(doctor.run(quick=args.quick))
+    # Every agent at once; the report lists them in the settings' order.
+    doctors = [Doctor(dict(cfg, **agent), agent["name"], host_checks=index == 0)
+               for index, agent in enumerate(cfg["agents"])]
+    runs = at_once([functools.partial(doctor.run, quick=args.quick) for doctor in doctors],
+                   max([doctor.check_deadline + 30 for doctor in doctors] or [0]))
+    for doctor, (how, value) in zip(doctors, runs):
+        results.extend(value if how == "done" else [{
+            "agent": doctor.agent, "check": "doctor", "status": "FAIL", "tried": "run the checks",
+            "happened": "stopped with %s: %s" % (type(value).__name__, value) if how == "raised" else "did not finish"}])
         host_notes.extend(doctor.notes)
     failed = [r for r in results if r["status"] == "FAIL"]
     unit = cfg.get("proxy_unit") or ""
