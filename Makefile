@@ -76,10 +76,10 @@ demo: venv images ## The whole sandbox in a disposable container, ending in its 
 	tests/demo/run.sh
 
 demo-clean: ## Remove the demo container
-	docker rm -f agent-sandbox-demo >/dev/null 2>&1 || true
+	docker rm -f $${AGENT_SANDBOX_DEMO_NAME:-agent-sandbox-demo} >/dev/null 2>&1 || true
 
 fresh: ## As a newcomer: remove the demo container and the test images, then make demo from scratch
-	docker rm -f agent-sandbox-demo >/dev/null 2>&1 || true
+	docker rm -f $${AGENT_SANDBOX_DEMO_NAME:-agent-sandbox-demo} >/dev/null 2>&1 || true
 	docker rmi -f agent-sandbox-molecule:bookworm agent-sandbox-molecule:trixie >/dev/null 2>&1 || true
 	$(MAKE) --no-print-directory demo
 
