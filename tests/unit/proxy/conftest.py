@@ -1,14 +1,8 @@
-"""Fixtures for the proxy policy addon tests. The package is imported from the role, as the proxy runs it."""
-import pathlib
-import sys
-
+"""Fixtures for the proxy policy addon tests. proxy_helpers puts the role's files folder on sys.path,
+so the tests import agent_sandbox_proxy as the proxy's unit does."""
 import pytest
 
-PACKAGE_PARENT = pathlib.Path(__file__).resolve().parents[3] / "roles" / "mitm_proxy" / "files"
-if str(PACKAGE_PARENT) not in sys.path:
-    sys.path.insert(0, str(PACKAGE_PARENT))
-
-from proxy_helpers import Env  # noqa: E402  pylint: disable=wrong-import-position
+from proxy_helpers import Env
 
 
 @pytest.fixture

@@ -9,10 +9,12 @@ import sys
 from mitmproxy import http
 from mitmproxy.test import taddons, tflow
 
-from agent_sandbox_proxy.addon import AgentSandboxPolicy
-
-# The folder that holds the package (conftest.py puts it on sys.path for the tests themselves).
+# The folder that holds the package, as PYTHONPATH holds it for the proxy's unit.
 PACKAGE_PARENT = pathlib.Path(__file__).resolve().parents[3] / "roles" / "mitm_proxy" / "files"
+if str(PACKAGE_PARENT) not in sys.path:
+    sys.path.insert(0, str(PACKAGE_PARENT))
+
+from agent_sandbox_proxy.addon import AgentSandboxPolicy  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def package_command(*args, python=sys.executable):
