@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import importlib.util
 import json
 import os
 import pathlib
@@ -29,12 +28,17 @@ import time
 
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-ADDON = REPO / "roles" / "mitm_proxy" / "files" / "agent_sandbox_policy.py"
+# The folder that holds the agent_sandbox_proxy package, as the role installs it.
+PACKAGE_PARENT = REPO / "roles" / "mitm_proxy" / "files"
 TARGET = "localhost"
 
 # The test CA and the HTTPS server are the live proxy tests' own (tests/unit/proxy/tls_server.py).
 sys.path.insert(0, str(REPO / "tests" / "unit" / "proxy"))
 from tls_server import https_server, make_pki  # noqa: E402  pylint: disable=wrong-import-position
+# The package is imported from the role (pure modules here; the addon, which needs mitmproxy, where it is used).
+sys.path.insert(0, str(PACKAGE_PARENT))
+from agent_sandbox_proxy.hosts import classify_host  # noqa: E402  pylint: disable=wrong-import-position
+from agent_sandbox_proxy.policy import parse_policy  # noqa: E402  pylint: disable=wrong-import-position
 
 
 # ------------------------------------------------------------------ the HTTPS server (own process)
@@ -93,14 +97,15 @@ def start_mitmdump(work, ca, addon_files=None):
     port = free_port()
     # With the addon: its --mitmdump launcher, as the mitm_proxy role runs it (the same mitmdump
     # master, with the addon added to it instead of loaded with -s).
-    cmd = [sys.executable, str(ADDON), "--mitmdump"] if addon_files else [mitmdump_binary()]
+    cmd = [sys.executable, "-P", "-m", "agent_sandbox_proxy", "--mitmdump"] if addon_files else [mitmdump_binary()]
     cmd += ["--listen-host", "127.0.0.1", "--listen-port", str(port),
             "--set", "confdir=%s" % (work / "mitmproxy"), "--set", "ssl_verify_upstream_trusted_ca=%s" % ca,
             "--set", "http3=false", "--set", "flow_detail=0", "--set", "termlog_verbosity=warn"]
     for option, path in (addon_files or {}).items():
         cmd += ["--set", "%s=%s" % (option, path)]
     log = open(work / ("mitmdump-%d.log" % port), "wb")  # pylint: disable=consider-using-with
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)  # pylint: disable=consider-using-with
+    env = dict(os.environ, PYTHONPATH=str(PACKAGE_PARENT))
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)  # pylint: disable=consider-using-with
     try:
         wait_listening(port, proc)
     except RuntimeError:
@@ -237,21 +242,13 @@ def percentile(sorted_values, pct):
 
 # ------------------------------------------------------------------ the addon alone
 
-def load_addon_module():
-    spec = importlib.util.spec_from_file_location("agent_sandbox_policy", ADDON)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def hook_figures(rule_counts, work, batch=2000, tries=5):
     """CPU time of the addon's own hooks for one allowed request (the same policy, secrets and audit log
     as the proxied runs), driven with mitmproxy's test flows: no network, no other process involved.
     Best of `tries` batches."""
     from mitmproxy import connection, http  # pylint: disable=import-outside-toplevel
     from mitmproxy.test import taddons, tflow  # pylint: disable=import-outside-toplevel
-
-    module = load_addon_module()
+    from agent_sandbox_proxy.addon import AgentSandboxPolicy  # pylint: disable=import-outside-toplevel
 
     def flow():
         client = tflow.tclient_conn()
@@ -264,7 +261,7 @@ def hook_figures(rule_counts, work, batch=2000, tries=5):
     rows = []
     for n in rule_counts:
         files = addon_files(work, n, 443)
-        addon = module.AgentSandboxPolicy()
+        addon = AgentSandboxPolicy()
         with taddons.context(addon) as tctx:
             tctx.configure(addon, **{k: str(v) for k, v in files.items()})
             best = None
@@ -290,16 +287,15 @@ def hook_figures(rule_counts, work, batch=2000, tries=5):
 # ------------------------------------------------------------------ the matcher alone
 
 def matcher_figures(rule_counts):
-    module = load_addon_module()
     rows = []
     for n in rule_counts:
         doc = policy_with(n, random.Random(n))
         start = time.perf_counter()
-        policy = module.parse_policy(doc)
+        policy = parse_policy(doc)
         build = time.perf_counter() - start
         profile = policy.default
         hosts = [TARGET, "a.b.c.h4-1.com", "deep.sub.domain.unknown.example"]
-        keys = [module.classify_host(h) for h in hosts]
+        keys = [classify_host(h) for h in hosts]
         rounds = 20000
         start = time.perf_counter()
         for dummy in range(rounds):

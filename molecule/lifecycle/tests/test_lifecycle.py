@@ -39,6 +39,9 @@ BEFORE_FIRST_RELEASE = "b345567"
 AUDIT_LOG = "/var/log/agent-sandbox/proxy/audit.jsonl"
 MARKER = "/home/agent/lifecycle-marker"
 NEW_AGENT_ID = 2345
+# The proxy addon: one file up to 0.1.x, a package since.
+LEGACY_ADDON = "/opt/agent-sandbox/proxy-addon/agent_sandbox_policy.py"
+ADDON_PACKAGE = "/opt/agent-sandbox/proxy-addon/agent_sandbox_proxy"
 FULL_TEARDOWN = ["-e", '{"agent_sandbox_teardown_users": true, "agent_sandbox_teardown_workspace": true}']
 # Everything the collection installs on Linux, by path; a name search below catches the rest.
 INSTALLED_PATHS = [
@@ -120,6 +123,8 @@ def test_1_previous_release_installs(previous):
     play("1-previous", "site.yml", checkout=previous)
     for name in HOSTS:
         checked("1-previous", name)
+        if previous_release().startswith("0.1."):  # the control for step 2's check of the addon
+            assert host(name).file(LEGACY_ADDON).exists
 
 
 def test_2_upgrade_to_this_checkout():
@@ -129,6 +134,10 @@ def test_2_upgrade_to_this_checkout():
         checked("2-upgrade", name)
         # This checkout's site.yml ended with the quick checks, which need its doctor.
         assert h.run("agent-sandbox doctor --quick").rc == 0
+        # The proxy runs the package; the single file of 0.1.x is gone.
+        assert not h.file(LEGACY_ADDON).exists and h.file(ADDON_PACKAGE + "/__main__.py").exists
+        pid = h.check_output("systemctl show -p MainPID --value agent-sandbox-proxy.service")
+        assert " -m agent_sandbox_proxy --mitmdump " in h.check_output("tr '\\0' ' ' < /proc/%s/cmdline" % pid)
 
 
 # --- 3 and 4: teardown keeping the users, reinstall --------------------------

@@ -88,6 +88,20 @@ def test_mitmproxy_version_is_pinned_per_python(host):
     assert as_agent(host, "touch /opt/agent-sandbox/proxy/bin/x").rc != 0
 
 
+def test_the_addon_package_is_roots_and_is_what_runs(host):
+    package = "/opt/agent-sandbox/proxy-addon/agent_sandbox_proxy"
+    files = host.run("find %s -mindepth 1 -printf '%%P %%u %%m\\n'" % package).stdout.split("\n")
+    assert sorted(line for line in files if line) == sorted("%s.py root 644" % name for name in (
+        "__init__", "__main__", "addon", "audit", "hosts", "messages", "policy", "secrets"))
+    assert host.file(package).user == "root" and host.file(package).mode == 0o755
+    assert not host.file("/opt/agent-sandbox/proxy-addon/agent_sandbox_policy.py").exists  # the 0.1 layout
+    for user in ("agent", "agent-proxy"):
+        assert host.run("runuser -u %s -- touch %s/x.py" % (user, package)).rc != 0
+        assert host.run("runuser -u %s -- cat %s/policy.py" % (user, package)).rc == 0  # control: readable
+    argv = host.run("tr '\\0' ' ' < /proc/%s/cmdline" % proxy_pid(host)).stdout
+    assert argv.startswith("/opt/agent-sandbox/proxy/bin/python -B -P -m agent_sandbox_proxy --mitmdump ")
+
+
 def test_unit_is_hardened(host):
     props = dict(line.split("=", 1) for line in host.run(
         "systemctl show %s -p NoNewPrivileges -p ProtectSystem -p ProtectHome -p PrivateTmp -p Restart "
@@ -305,8 +319,8 @@ def replace_policy(host, content):
 
 def test_a_bad_policy_file_keeps_the_running_policy(host, live_policy):
     pid = proxy_pid(host)
-    assert as_agent(host, "/opt/agent-sandbox/proxy/bin/python /opt/agent-sandbox/proxy-addon/agent_sandbox_policy.py "
-                    "--check-policy /dev/null").rc == 2  # control: the checker refuses junk
+    assert as_agent(host, "PYTHONPATH=/opt/agent-sandbox/proxy-addon /opt/agent-sandbox/proxy/bin/python -P "
+                    "-m agent_sandbox_proxy --check-policy /dev/null").rc == 2  # control: the checker refuses junk
     replace_policy(host, '{"version": 1, "rules": [{"host": "https://blocked.test/"}]}')
     curl(host, "https://allowed.test/")  # triggers the reload attempt
     assert curl(host, "https://allowed.test/")[0] == "200"

@@ -1,4 +1,5 @@
-"""Fixtures for the proxy policy addon tests."""
+"""Fixtures for the proxy policy addon tests. proxy_helpers puts the role's files folder on sys.path,
+so the tests import agent_sandbox_proxy as the proxy's unit does."""
 import pytest
 
 from proxy_helpers import Env

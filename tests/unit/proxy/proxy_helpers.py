@@ -1,7 +1,6 @@
-"""Helpers for the proxy policy addon tests: load the module from the role, build flows, drive hooks."""
+"""Helpers for the proxy policy addon tests: build flows, drive the addon's hooks, run its command line."""
 import asyncio
 import gzip
-import importlib.util
 import json
 import os
 import pathlib
@@ -10,18 +9,19 @@ import sys
 from mitmproxy import http
 from mitmproxy.test import taddons, tflow
 
-ADDON_PATH = pathlib.Path(__file__).resolve().parents[3] / "roles" / "mitm_proxy" / "files" / "agent_sandbox_policy.py"
+# The folder that holds the package, as PYTHONPATH holds it for the proxy's unit.
+PACKAGE_PARENT = pathlib.Path(__file__).resolve().parents[3] / "roles" / "mitm_proxy" / "files"
+if str(PACKAGE_PARENT) not in sys.path:
+    sys.path.insert(0, str(PACKAGE_PARENT))
+
+from agent_sandbox_proxy.addon import AgentSandboxPolicy  # noqa: E402  pylint: disable=wrong-import-position
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location("agent_sandbox_policy", ADDON_PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["agent_sandbox_policy"] = module
-    spec.loader.exec_module(module)
-    return module
+def package_command(*args, python=sys.executable):
+    """argv and environment that run the package as the proxy's service does: python -P -m agent_sandbox_proxy."""
+    env = dict(os.environ, PYTHONPATH=str(PACKAGE_PARENT))
+    return [python, "-P", "-m", "agent_sandbox_proxy"] + list(args), env
 
-
-asp = _load()
 
 SECRET = "ghp_REALSECRET_do_not_leak_42"
 PLACEHOLDER = "AGENT_SANDBOX_PLACEHOLDER_github_7f3a"
@@ -79,7 +79,7 @@ class Env:
         self.secrets_path = write_json(tmp_path / "secrets.json", SECRETS if secrets is None else secrets)
         self.audit_path = tmp_path / "log" / "audit.jsonl"
         self.audit_path.parent.mkdir(exist_ok=True)
-        self.addon = asp.AgentSandboxPolicy()
+        self.addon = AgentSandboxPolicy()
         self.tctx = taddons.context(self.addon)
         settings = {"agent_sandbox_policy": str(self.policy_path), "agent_sandbox_secrets": str(self.secrets_path),
                     "agent_sandbox_audit": str(self.audit_path)}

@@ -6,7 +6,6 @@ differently from the 403 asserted here.
 """
 import http.client
 import json
-import os
 import pathlib
 import signal
 import socket
@@ -19,7 +18,7 @@ from http.server import BaseHTTPRequestHandler
 
 import pytest
 
-from proxy_helpers import ADDON_PATH, PLACEHOLDER, SECRET, write_json
+from proxy_helpers import PLACEHOLDER, SECRET, package_command, write_json
 from tls_server import https_server, make_pki
 
 pytestmark = pytest.mark.skipif(not pathlib.Path(sys.executable).with_name("mitmdump").exists(),
@@ -89,13 +88,14 @@ def proxy(tmp_path_factory):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     log = open(work / "mitmdump.log", "w+b")  # pylint: disable=consider-using-with
-    proc = subprocess.Popen(  # pylint: disable=consider-using-with
-        [sys.executable, str(ADDON_PATH), "--mitmdump", "--listen-host", "127.0.0.1", "--listen-port", str(port),
-         "--set", "confdir=%s" % (work / "confdir"), "--set", "ssl_verify_upstream_trusted_ca=%s" % pki["ca.pem"],
-         "--set", "http3=false", "--set", "flow_detail=1", "--set", "termlog_verbosity=info",
-         "--set", "agent_sandbox_policy=%s" % policy, "--set", "agent_sandbox_secrets=%s" % secrets,
-         "--set", "agent_sandbox_audit=%s" % audit],
-        stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, HOME=str(work)))
+    # As the proxy's unit starts it: python -P -m agent_sandbox_proxy --mitmdump ...
+    argv, env = package_command(
+        "--mitmdump", "--listen-host", "127.0.0.1", "--listen-port", str(port),
+        "--set", "confdir=%s" % (work / "confdir"), "--set", "ssl_verify_upstream_trusted_ca=%s" % pki["ca.pem"],
+        "--set", "http3=false", "--set", "flow_detail=1", "--set", "termlog_verbosity=info",
+        "--set", "agent_sandbox_policy=%s" % policy, "--set", "agent_sandbox_secrets=%s" % secrets,
+        "--set", "agent_sandbox_audit=%s" % audit)
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=dict(env, HOME=str(work)))  # pylint: disable=consider-using-with
     deadline = time.monotonic() + 90
     while True:
         try:

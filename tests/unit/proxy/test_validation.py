@@ -2,11 +2,14 @@
 import random
 import re
 import subprocess
-import sys
 
 import pytest
 
-from proxy_helpers import ADDON_PATH, PLACEHOLDER, POLICY, SECRET, SECRETS, asp, write_json
+from agent_sandbox_proxy.__main__ import main
+from agent_sandbox_proxy.hosts import NAME, HostIndex, classify_host
+from agent_sandbox_proxy.policy import PolicyError, load_policy, parse_pattern, parse_policy
+from agent_sandbox_proxy.secrets import parse_secrets
+from proxy_helpers import PLACEHOLDER, POLICY, SECRET, SECRETS, package_command, write_json
 
 GOOD_SECRET = SECRETS["secrets"][0]
 
@@ -34,8 +37,8 @@ GOOD_SECRET = SECRETS["secrets"][0]
     ([42], "must be a JSON object"),
 ])
 def test_malformed_rules(rules, message):
-    with pytest.raises(asp.PolicyError, match=re.escape(message)):
-        asp.parse_policy({"rules": rules})
+    with pytest.raises(PolicyError, match=re.escape(message)):
+        parse_policy({"rules": rules})
 
 
 @pytest.mark.parametrize("doc,message", [
@@ -48,26 +51,26 @@ def test_malformed_rules(rules, message):
     ([], "must be a JSON object"),
 ])
 def test_malformed_policies(doc, message):
-    with pytest.raises(asp.PolicyError, match=message):
-        asp.parse_policy(doc)
+    with pytest.raises(PolicyError, match=message):
+        parse_policy(doc)
 
 
 def test_rule_errors_say_where(tmp_path):
     path = write_json(tmp_path / "p.json", {"rules": ["ok.example"], "listeners": {"8081": {"rules": ["a", {"host": "*"}]}}})
-    with pytest.raises(asp.PolicyError, match=r"listeners\.8081\.rules\[1\]\.host"):
-        asp.load_policy(str(path))
+    with pytest.raises(PolicyError, match=r"listeners\.8081\.rules\[1\]\.host"):
+        load_policy(str(path))
 
 
 def test_json_problems(tmp_path):
     path = tmp_path / "p.json"
     path.write_text('{"rules": [], "rules": ["x.example"]}')
-    with pytest.raises(asp.PolicyError, match="duplicate key 'rules'"):
-        asp.load_policy(str(path))
+    with pytest.raises(PolicyError, match="duplicate key 'rules'"):
+        load_policy(str(path))
     path.write_text('{"rules": [}')
-    with pytest.raises(asp.PolicyError, match="invalid JSON at line 1 column 12"):
-        asp.load_policy(str(path))
-    with pytest.raises(asp.PolicyError, match="cannot read it"):
-        asp.load_policy(str(tmp_path / "missing.json"))
+    with pytest.raises(PolicyError, match="invalid JSON at line 1 column 12"):
+        load_policy(str(path))
+    with pytest.raises(PolicyError, match="cannot read it"):
+        load_policy(str(tmp_path / "missing.json"))
 
 
 def secret(**changes):
@@ -97,19 +100,19 @@ def secret(**changes):
     ([secret(token="x")], "unknown key 'token'"),
 ])
 def test_malformed_secrets(entries, message):
-    with pytest.raises(asp.PolicyError, match=message) as err:
-        asp.parse_secrets({"secrets": entries})
+    with pytest.raises(PolicyError, match=message) as err:
+        parse_secrets({"secrets": entries})
     assert SECRET not in str(err.value)
 
 
 def test_placeholders_collide_across_listener_scopes():
     doc = {"secrets": [secret()], "listeners": {"8081": {"secrets": [secret(name="scoped")]}}}
-    with pytest.raises(asp.PolicyError, match="placeholder is also used"):
-        asp.parse_secrets(doc)
+    with pytest.raises(PolicyError, match="placeholder is also used"):
+        parse_secrets(doc)
 
 
 def run_cli(capsys, *args):
-    code = asp.main(list(args))
+    code = main(list(args))
     out = capsys.readouterr()
     return code, out.out, out.err
 
@@ -130,20 +133,31 @@ def test_cli_validators(tmp_path, capsys):
     assert code == 2 and "placeholder is also used" in err
     assert SECRET not in out + err
     with pytest.raises(SystemExit) as exit_info:
-        asp.main([])
+        main([])
     assert exit_info.value.code == 2
 
 
-def test_cli_as_a_script_without_mitmproxy(tmp_path):
-    """The role may validate with the system python3, which has no mitmproxy: exit codes 0 and 2."""
+def test_cli_without_mitmproxy(tmp_path):
+    """The validators need no mitmproxy (exit codes 0 and 2); --mitmdump without it refuses to start."""
     good = write_json(tmp_path / "policy.json", POLICY)
     bad = write_json(tmp_path / "bad.json", {"rules": "x"})
-    for path, expected in ((good, 0), (bad, 2)):
-        code = ("import sys; sys.modules['mitmproxy'] = None; sys.argv = ['x', '--check-policy', %r]; "
-                "import runpy; runpy.run_path(%r, run_name='__main__')" % (str(path), str(ADDON_PATH)))
-        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    for args, expected in ((["--check-policy", str(good)], 0), (["--check-policy", str(bad)], 2), (["--mitmdump"], 2)):
+        argv, env = package_command()
+        code = ("import sys; sys.modules['mitmproxy'] = None; sys.argv = ['x'] + %r; "
+                "import runpy; runpy.run_module('agent_sandbox_proxy', run_name='__main__', alter_sys=True)" % (args,))
+        result = subprocess.run([argv[0], "-c", code], capture_output=True, text=True, check=False, env=env)
         assert result.returncode == expected, result.stderr
-    assert "rules: must be a list of rules" in result.stderr
+        if args[0] == "--mitmdump":
+            assert "mitmproxy is not importable" in result.stderr
+        elif expected == 2:
+            assert "rules: must be a list of rules" in result.stderr
+
+
+def test_cli_as_the_role_runs_it(tmp_path):
+    """python -P -m agent_sandbox_proxy, as the role's validate: and the proxy's unit call it."""
+    argv, env = package_command("--check-secrets", str(write_json(tmp_path / "secrets.json", SECRETS)))
+    result = subprocess.run(argv, capture_output=True, text=True, check=False, env=env, cwd=tmp_path)
+    assert result.returncode == 0 and "valid secrets file: 3 secrets" in result.stdout, result.stderr
 
 
 # ---------------------------------------------------------------- index cost
@@ -160,21 +174,21 @@ def test_ten_thousand_rules_build_and_match():
             host = "h%d.%s.test" % (i, rng.choice(["one", "two", "three"]))
             exact.append(host)
             rules.append({"host": host, "methods": ["GET"]} if i % 5 == 0 else host)
-    policy = asp.parse_policy({"rules": rules})
+    policy = parse_policy({"rules": rules})
     assert policy.rule_count == 10000
     profile = policy.default
     assert len(profile.index.exact) == len(exact) and len(profile.index.wild) == len(wild)
     for host in rng.sample(exact, 200):
-        kind, key = asp.classify_host(host)
+        kind, key = classify_host(host)
         assert len(profile.index.lookup(kind, key)) == 1    # one candidate, not ten thousand
         assert profile.decide(kind, key, 443, "GET", "/").allowed
-        assert not profile.decide(*asp.classify_host("x." + host), 443).allowed
+        assert not profile.decide(*classify_host("x." + host), 443).allowed
     for suffix in rng.sample(wild, 200):
         for host in ("a." + suffix, "a.b.c." + suffix):
-            assert profile.decide(*asp.classify_host(host), 443).allowed
-        assert not profile.decide(*asp.classify_host(suffix), 443).allowed       # apex
-        assert not profile.decide(*asp.classify_host("a." + suffix), 80).allowed  # port
-    assert not profile.decide(*asp.classify_host("unknown.test"), 443).allowed
+            assert profile.decide(*classify_host(host), 443).allowed
+        assert not profile.decide(*classify_host(suffix), 443).allowed       # apex
+        assert not profile.decide(*classify_host("a." + suffix), 80).allowed  # port
+    assert not profile.decide(*classify_host("unknown.test"), 443).allowed
 
 
 def test_lookup_probes_one_key_per_label():
@@ -187,18 +201,18 @@ def test_lookup_probes_one_key_per_label():
             return super().get(key, default)
 
     for size in (10, 10000):
-        index = asp.HostIndex()
+        index = HostIndex()
         for i in range(size):
-            index.add(asp.parse_pattern("*.d%d.example" % i, "r"), i)
+            index.add(parse_pattern("*.d%d.example" % i, "r"), i)
         index.wild = CountingDict(index.wild)
         index.exact = CountingDict(index.exact)
         CountingDict.probes = 0
-        index.lookup(*asp.classify_host("a.b.c.d.e.f.example"))
+        index.lookup(*classify_host("a.b.c.d.e.f.example"))
         assert CountingDict.probes == 1 + 6   # one exact probe, then one per parent suffix
 
 
 def test_an_opted_in_wildcard_is_named_so_in_the_rule_label():
-    policy = asp.parse_policy({"rules": [{"host": "*.github.io", "trust_every_owner_below": True}, "myorg.example"]})
-    decision = policy.profile_for(8080).decide(asp.NAME, "someone.github.io", 443)
+    policy = parse_policy({"rules": [{"host": "*.github.io", "trust_every_owner_below": True}, "myorg.example"]})
+    decision = policy.profile_for(8080).decide(NAME, "someone.github.io", 443)
     assert decision.allowed and decision.rule == "*.github.io [trust_every_owner_below]"
-    assert policy.profile_for(8080).decide(asp.NAME, "myorg.example", 443).rule == "myorg.example"
+    assert policy.profile_for(8080).decide(NAME, "myorg.example", 443).rule == "myorg.example"

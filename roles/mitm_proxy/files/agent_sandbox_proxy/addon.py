@@ -1,0 +1,736 @@
+# Copyright: (c) 2026, agent-sandbox developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The mitmproxy addon: every hook a flow passes through, and mitmdump with the addon built in."""
+from __future__ import annotations
+
+import asyncio
+import functools
+import ipaddress
+import logging
+import os
+import signal
+import socket
+import time
+import traceback
+from urllib.parse import unquote_to_bytes
+
+from mitmproxy import ctx, http
+from mitmproxy.proxy import commands as mcommands
+from mitmproxy.proxy import layer as mlayer
+from mitmproxy.proxy import layers as mlayers
+from mitmproxy.proxy.mode_specs import ProxyMode, RegularMode, UpstreamMode
+
+from .audit import AuditLog, timestamp
+from .hosts import IP, WILDCARD, classify_host, split_authority
+from .messages import block_response, block_text, clip, text_safe
+from .policy import DEFAULT_HINT, Decision, PolicyError, load_policy
+from .secrets import SecretSet, StreamMasker, load_secrets
+
+LOG = logging.getLogger(__name__)
+
+META = "agent_sandbox"
+RELOAD_INTERVAL = 1.0
+
+
+def _is_internal(address):
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    mapped = getattr(ip, "ipv4_mapped", None)
+    if mapped is not None:
+        ip = mapped
+    return (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_unspecified
+            or ip.is_multicast or ip.is_reserved or getattr(ip, "is_site_local", False))
+
+
+def _header_values(fields, wanted):
+    """Values (bytes) of the wanted lowercase header names, in one pass over the raw fields."""
+    found = {}
+    for name, value in fields:
+        lname = name.lower()
+        if lname in wanted:
+            found.setdefault(lname, []).append(value)
+    return found
+
+
+_REQUEST_HEADERS = frozenset((b"host", b"upgrade"))
+
+
+def _listener_of(client):
+    sockname = getattr(client, "sockname", None)
+    if sockname and len(sockname) > 1 and isinstance(sockname[1], int):
+        return sockname[1]
+    return 0
+
+
+def _guard(hook):
+    """Turn any exception in a hook into a refusal: mitmproxy would log it and let the flow pass."""
+    if asyncio.iscoroutinefunction(hook):
+        @functools.wraps(hook)
+        async def async_wrapper(self, arg):
+            try:
+                return await hook(self, arg)
+            except Exception as exc:  # pylint: disable=broad-except
+                self.internal_error(hook.__name__, exc, arg)
+            return None
+        return async_wrapper
+
+    @functools.wraps(hook)
+    def wrapper(self, arg):
+        try:
+            return hook(self, arg)
+        except Exception as exc:  # pylint: disable=broad-except
+            self.internal_error(hook.__name__, exc, arg)
+        return None
+    return wrapper
+
+
+class RefuseLayer(mlayer.Layer):
+    """Stands in for a raw TCP/UDP/DNS/QUIC layer: closes the connection on its first event."""
+
+    def __init__(self, context):
+        super().__init__(context)
+        self.closed = False
+
+    def _handle_event(self, event):
+        if self.closed:
+            return
+        self.closed = True
+        yield mcommands.CloseConnection(self.context.client)
+        if self.context.server.connected:
+            yield mcommands.CloseConnection(self.context.server)
+
+
+_REFUSED_LAYERS = (mlayers.TCPLayer, mlayers.UDPLayer, mlayers.DNSLayer, mlayers.ServerQuicLayer,
+                   mlayers.ClientQuicLayer, mlayers.RawQuicLayer, mlayers.QuicStreamLayer)
+
+
+class AgentSandboxPolicy:
+    """The mitmproxy addon. State: the policy, the secrets, the audit log."""
+
+    def __init__(self):
+        self.policy = None
+        self.secrets = SecretSet()
+        self.audit = AuditLog()
+        self.config_problem = None
+        self._stamps = {"policy": None, "secrets": None}
+        self._next_check = 0.0
+        self._host_cache = {}
+        self._vetted = {}
+        self._injected = {}   # flow id -> secrets swapped into its request, until it is sent
+        self._hup_installed = False
+
+    # ---- lifecycle
+
+    def load(self, loader):
+        loader.add_option("agent_sandbox_policy", str, "", "agent-sandbox: path of the policy file (JSON).")
+        loader.add_option("agent_sandbox_secrets", str, "", "agent-sandbox: path of the secrets file (JSON).")
+        loader.add_option("agent_sandbox_audit", str, "", "agent-sandbox: path of the JSON-lines audit log.")
+        loader.add_option("agent_sandbox_audit_max_bytes", int, 50 * 1024 * 1024,
+                          "agent-sandbox: rotate the audit log past this size.")
+        loader.add_option("agent_sandbox_audit_backups", int, 5, "agent-sandbox: rotated audit logs kept.")
+
+    def configure(self, updated):
+        self.config_problem = self._check_options()
+        if self.config_problem:
+            LOG.error("agent-sandbox: refusing all traffic: %s", self.config_problem)
+        if {"agent_sandbox_audit", "agent_sandbox_audit_max_bytes", "agent_sandbox_audit_backups"} & set(updated):
+            try:
+                self.audit.open(ctx.options.agent_sandbox_audit, ctx.options.agent_sandbox_audit_max_bytes,
+                                ctx.options.agent_sandbox_audit_backups)
+            except OSError as exc:
+                LOG.error("agent-sandbox: cannot open audit log %s (%s): refusing all traffic until it can be written",
+                          ctx.options.agent_sandbox_audit, exc.strerror or exc)
+        if "agent_sandbox_policy" in updated:
+            self.reload_policy(force=True)
+        if "agent_sandbox_secrets" in updated:
+            self.reload_secrets(force=True)
+
+    def running(self):
+        if self._hup_installed or not hasattr(signal, "SIGHUP"):
+            return
+        try:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.on_sighup)
+            self._hup_installed = True
+        except (RuntimeError, NotImplementedError, ValueError):
+            LOG.warning("agent-sandbox: cannot handle SIGHUP here; files are still reloaded when they change")
+        LOG.info("agent-sandbox policy active: %s rules, %d secrets",
+                 self.policy.rule_count if self.policy else "no valid", len(self.secrets.secrets))
+
+    def done(self):
+        if self._hup_installed:
+            try:
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+            except (RuntimeError, NotImplementedError, ValueError):
+                pass
+            self._hup_installed = False
+        self.audit.close()
+
+    def on_sighup(self):
+        LOG.info("agent-sandbox: SIGHUP: reloading policy and secrets")
+        self.reload_policy(force=True)
+        self.reload_secrets(force=True)
+        self.audit.reopen_if_moved()
+
+    def _check_options(self):
+        opts = ctx.options
+        for spec in opts.mode:
+            try:
+                mode = ProxyMode.parse(spec)
+            except ValueError:
+                return "mode %s cannot be parsed" % spec
+            if not isinstance(mode, (RegularMode, UpstreamMode)):
+                return "mode %s (only regular and upstream modes are supported)" % spec
+        for name in ("ignore_hosts", "allow_hosts", "tcp_hosts", "udp_hosts"):
+            if getattr(opts, name, None):
+                return "%s is set, which would pass traffic around the policy" % name
+        if opts.agent_sandbox_secrets and (getattr(opts, "flow_detail", 0) >= 2 or getattr(opts, "save_stream_file", None)):
+            return "flow_detail >= 2 or save_stream_file would write injected secrets to a log or file"
+        return None
+
+    # ---- reloading
+
+    def tick(self):
+        now = time.monotonic()
+        if now < self._next_check:
+            return
+        self._next_check = now + RELOAD_INTERVAL
+        self.reload_policy()
+        self.reload_secrets()
+        self.audit.reopen_if_moved()
+
+    def _changed(self, which, path, force):
+        try:
+            st = os.stat(path)
+            stamp = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        except OSError as exc:
+            stamp = ("error", exc.errno)
+        if stamp == self._stamps[which] and not force:
+            return False
+        self._stamps[which] = stamp
+        return True
+
+    def reload_policy(self, force=False):
+        path = ctx.options.agent_sandbox_policy
+        if not path:
+            if self.policy is not None or force:
+                LOG.error("agent-sandbox: option agent_sandbox_policy is not set: refusing every request")
+            self.policy = None
+            return
+        if not self._changed("policy", path, force):
+            return
+        try:
+            policy = load_policy(path)
+        except PolicyError as exc:
+            LOG.error("agent-sandbox: policy %s refused: %s; %s", path, exc,
+                      "the previous policy stays in force" if self.policy else "refusing every request")
+            return
+        self.policy = policy
+        self._host_cache.clear()
+        LOG.info("agent-sandbox: policy %s loaded: %d rules, %d listener profiles",
+                 path, policy.rule_count, len(policy.listeners))
+
+    def reload_secrets(self, force=False):
+        path = ctx.options.agent_sandbox_secrets
+        if not path:
+            self.secrets = SecretSet()
+            return
+        if not self._changed("secrets", path, force):
+            return
+        try:
+            secrets = load_secrets(path)
+        except PolicyError as exc:
+            LOG.error("agent-sandbox: secrets file %s refused: %s; the previous secrets stay in force", path, exc)
+            return
+        self.secrets = secrets
+        LOG.info("agent-sandbox: secrets file %s loaded: %d secrets", path, len(secrets.secrets))
+
+    # ---- helpers
+
+    def classify(self, host):
+        found = self._host_cache.get(host)
+        if found is None:
+            if len(self._host_cache) > 8192:
+                self._host_cache.clear()
+            found = self._host_cache[host] = classify_host(host)
+        return found
+
+    def _global_refusal(self):
+        if self.config_problem:
+            return Decision(False, "proxy-misconfigured", detail=self.config_problem)
+        if self.policy is None:
+            return Decision(False, "policy-unavailable")
+        if self.audit.broken:
+            return Decision(False, "audit-unavailable")
+        return None
+
+    def _hint(self):
+        return self.policy.hint if self.policy else DEFAULT_HINT
+
+    def _meta(self, flow, decision, profile):
+        meta = {"decision": "allow" if decision.allowed else "block", "reason": decision.reason,
+                "rule": decision.rule, "how": decision.how, "profile": profile, "leak": False,
+                "secrets": [], "masked": False}
+        flow.metadata[META] = meta
+        return meta
+
+    def _block(self, flow, meta, reason, detail=None):
+        req = flow.request
+        meta.update(decision="block", reason=reason)
+        path = req.path.split("?", 1)[0] if req.method != "CONNECT" else None
+        flow.response = block_response(reason, req.host, req.port, self._hint(), req.method, path, detail)
+        if req.method == "CONNECT":
+            flow.response.headers["Connection"] = "close"   # nothing more can happen on this connection
+        req.stream = False
+
+    def internal_error(self, hook, exc, arg):
+        # The type and the frames only: an exception message could quote request data.
+        frames = "".join(traceback.format_tb(exc.__traceback__))
+        LOG.error("agent-sandbox: internal error in %s (%s), refusing:\n%s", hook, type(exc).__name__, frames)
+        flow = arg if isinstance(arg, http.HTTPFlow) else None
+        if flow is None:
+            if isinstance(arg, mlayer.NextLayer):
+                arg.layer = RefuseLayer(arg.context)
+            elif hasattr(getattr(arg, "server", None), "error"):
+                arg.server.error = "agent-sandbox policy: internal error"
+            elif getattr(arg, "killable", False):
+                arg.kill()
+            return
+        meta = flow.metadata.setdefault(META, {"profile": None, "rule": None, "leak": False, "secrets": []})
+        if hook in ("http_connect", "requestheaders", "request", "response", "responseheaders"):
+            meta.update(decision="block", reason="internal-error")
+            flow.response = block_response("internal-error", flow.request.host, flow.request.port, DEFAULT_HINT)
+            flow.request.stream = False
+            if hook == "response":   # the audit line would have been written by this hook
+                try:
+                    self._record(flow)
+                except Exception:  # pylint: disable=broad-except
+                    LOG.error("agent-sandbox: cannot write the audit line for a refused response")
+        elif hook == "websocket_message" and flow.websocket and flow.websocket.messages:
+            flow.websocket.messages[-1].drop()
+
+    def _record(self, flow, status=None, error=None):
+        req = flow.request
+        meta = flow.metadata.get(META) or {}
+        resp = flow.response
+        record = {
+            "time": timestamp(),
+            "listener": _listener_of(flow.client_conn),
+            "client": flow.client_conn.peername[0] if flow.client_conn.peername else None,
+            "method": req.method,
+            "scheme": req.scheme or None,
+            "host": clip(req.host, 255),
+            "port": req.port,
+            "path": clip(req.path.split("?", 1)[0], 1024) if req.method != "CONNECT" else None,
+            "decision": meta.get("decision", "block"),
+            "reason": meta.get("reason"),
+            "rule": meta.get("rule"),
+            "profile": meta.get("profile"),
+            "status": status if status is not None else (resp.status_code if resp else None),
+            "bytes": len(resp.raw_content) if resp is not None and resp.raw_content is not None else None,
+            "request_bytes": len(req.raw_content) if req.raw_content is not None else None,
+            "leak": meta.get("leak", False),
+            "secrets": meta.get("secrets", []),
+            "masked": meta.get("masked", False),
+        }
+        if error:
+            record["error"] = clip(error, 300)
+        self.audit.write(record)
+
+    def _record_connection(self, what, client, server_address, reason):
+        host, port = (server_address or (None, None))[:2]
+        self.audit.write({
+            "time": timestamp(), "listener": _listener_of(client),
+            "client": client.peername[0] if client.peername else None, "method": None, "scheme": what,
+            "host": host, "port": port, "path": None, "decision": "block", "reason": reason, "rule": None,
+            "profile": None, "status": None, "bytes": None, "request_bytes": None, "leak": False,
+            "secrets": [], "masked": False,
+        })
+
+    async def _internal_address(self, host, port):
+        """The first internal address host resolves to, or None (also None if it does not resolve)."""
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError):
+            return None
+        for info in infos:
+            address = info[4][0]
+            if _is_internal(address):
+                return address
+        return None
+
+    # ---- CONNECT
+
+    @_guard
+    async def http_connect(self, flow):
+        self.tick()
+        req = flow.request
+        listener = _listener_of(flow.client_conn)
+        decision = self._global_refusal()
+        profile = None
+        if decision is None:
+            profile_obj = self.policy.profile_for(listener)
+            profile = profile_obj.name
+            kind, key = self.classify(req.host)
+            decision = profile_obj.decide(kind, key, req.port)
+        meta = self._meta(flow, decision, profile)
+        if not decision.allowed:
+            self._block(flow, meta, decision.reason, decision.detail)
+        leaked = self._placeholders_in_connect(flow)
+        if leaked:
+            meta.update(leak=True, secrets=sorted(leaked))
+            if decision.allowed:
+                self._block(flow, meta, "leak", ", ".join(sorted(leaked)))
+            return
+        if decision.allowed and decision.how == WILDCARD and flow.server_conn.via is None:
+            internal = await self._internal_address(req.host, req.port)
+            if internal:
+                self._block(flow, meta, "internal-address", internal)
+                return
+            if len(self._vetted) > 10000:
+                self._vetted.clear()
+            self._vetted.setdefault(flow.client_conn.id, set()).add((req.host, req.port))
+
+    def _placeholders_in_connect(self, flow):
+        pre = self.secrets.placeholder_re
+        if pre is None:
+            return set()
+        names = set()
+        blobs = [flow.request.data.authority or b"", flow.request.host.encode("utf-8", "surrogateescape")]
+        blobs.extend(value for name, value in flow.request.headers.fields)
+        for blob in blobs:
+            for match in pre.finditer(blob):
+                names.add(self.secrets.by_placeholder[match.group(0)].name)
+        return names
+
+    @_guard
+    def http_connected(self, flow):
+        self._record(flow)
+
+    @_guard
+    def http_connect_error(self, flow):
+        self._record(flow)
+
+    @_guard
+    def tls_clienthello(self, data):
+        # Never pass a tunnel through unexamined, whatever another addon decided.
+        data.ignore_connection = False
+        server = data.context.server.address
+        sni = data.client_hello.sni
+        if server and sni is not None and self.classify(sni) != self.classify(server[0]):
+            # Do not let a foreign server name reach the upstream in an eager TLS handshake;
+            # the first request in this tunnel is answered with a 403 (sni-mismatch).
+            data.establish_server_tls_first = False
+
+    @_guard
+    async def server_connect(self, data):
+        """Last check before any upstream connection: the host is allowed for this listener and,
+        when only a wildcard allows it, does not resolve to an internal address."""
+        server = data.server
+        if server.via is not None or not server.address:
+            return
+        host, port = server.address[:2]
+        vetted = self._vetted.get(data.client.id)
+        if vetted and (host, port) in vetted:
+            vetted.discard((host, port))
+            return
+        refusal = self._global_refusal()
+        if refusal is not None:
+            server.error = "agent-sandbox policy: " + block_text(refusal.reason, host, port, self._hint()).splitlines()[0]
+            return
+        kind, key = self.classify(host)
+        decision = self.policy.profile_for(_listener_of(data.client)).decide(kind, key, port)
+        if not decision.allowed:
+            server.error = "agent-sandbox policy: " + block_text(decision.reason, host, port, self._hint()).splitlines()[0]
+            return
+        if decision.how == WILDCARD:
+            internal = await self._internal_address(host, port)
+            if internal:
+                server.error = "agent-sandbox policy: " + block_text(
+                    "internal-address", host, port, self._hint(), detail=internal).splitlines()[0]
+
+    def client_disconnected(self, client):
+        self._vetted.pop(client.id, None)
+
+    # ---- HTTP requests
+
+    @_guard
+    def requestheaders(self, flow):
+        self.tick()
+        req = flow.request
+        listener = _listener_of(flow.client_conn)
+        decision = self._global_refusal()
+        profile = None
+        if decision is None:
+            profile_obj = self.policy.profile_for(listener)
+            profile = profile_obj.name
+            decision = self._decide_request(flow, profile_obj)
+        meta = self._meta(flow, decision, profile)
+        if not decision.allowed:
+            self._block(flow, meta, decision.reason, decision.detail)
+        elif self.secrets:
+            # The whole body has to be seen to find a placeholder in it.
+            req.stream = False
+
+    def _decide_request(self, flow, profile):
+        req = flow.request
+        if req.is_http3:
+            return Decision(False, "http3")
+        if req.scheme not in ("http", "https"):
+            return Decision(False, "scheme")
+        headers = _header_values(req.headers.fields, _REQUEST_HEADERS)
+        for upgrade in headers.get(b"upgrade", ()):
+            if upgrade.strip().lower() != b"websocket":
+                return Decision(False, "upgrade", detail=upgrade.decode("latin-1"))
+        kind, key = self.classify(req.host)
+        decision = profile.decide(kind, key, req.port, req.method.upper(), req.path)
+        if not decision.allowed:
+            return decision
+        mismatch = self._disagreement(flow, kind, key, headers.get(b"host", []))
+        return mismatch or decision
+
+    def _disagreement(self, flow, kind, key, host_headers):
+        """The CONNECT target (or absolute URL), TLS server name and Host/authority must agree."""
+        req = flow.request
+        if len(host_headers) > 1:
+            return Decision(False, "host-mismatch", detail="(several Host headers)")
+        names = [value.decode("utf-8", "surrogateescape") for value in host_headers]
+        if req.authority:
+            names.insert(0, req.authority)
+        default_port = 443 if req.scheme == "https" else 80
+        for value in names:
+            host, port = split_authority(value)
+            if port is None:
+                port = default_port
+            if port != req.port or self.classify(host) != (kind, key):
+                return Decision(False, "host-mismatch", detail=value)
+        client = flow.client_conn
+        if client.tls:
+            sni = client.sni
+            if sni is None:
+                if kind != IP:
+                    return Decision(False, "sni-missing")
+            elif self.classify(sni) != (kind, key):
+                return Decision(False, "sni-mismatch", detail=sni)
+        return None
+
+    @_guard
+    def request(self, flow):
+        meta = flow.metadata.get(META)
+        if meta is None:  # the addon was (re)loaded in the middle of this flow
+            self.requestheaders(flow)
+            meta = flow.metadata[META]
+        if not self.secrets:
+            return
+        leaked, swaps = self._scan_request(flow)
+        if leaked:
+            meta.update(leak=True, secrets=sorted(leaked))
+            if meta["decision"] == "allow":
+                self._block(flow, meta, "leak", ", ".join(sorted(leaked)))
+            LOG.warning("agent-sandbox: leak attempt: placeholder of %s sent to %s (listener %s)",
+                        ", ".join(sorted(leaked)), text_safe(flow.request.host), _listener_of(flow.client_conn))
+            return
+        if swaps and meta["decision"] == "allow":
+            fields = list(flow.request.headers.fields)
+            for i, secret in swaps:
+                fields[i] = (fields[i][0], secret.rendered)
+            flow.request.headers.fields = tuple(fields)
+            if len(self._injected) > 10000:
+                self._injected.clear()
+            self._injected[flow.id] = [secret for index, secret in swaps]
+            meta.update(secrets=sorted({secret.name for index, secret in swaps}))
+
+    def _scan_request(self, flow):
+        """Find placeholders. Returns (names of leaked secrets, [(header index, secret)] to swap)."""
+        secrets = self.secrets
+        pre = secrets.placeholder_re
+        req = flow.request
+        leaked = set()
+        # Fast path: one search over everything; the detailed walk below only runs on a hit.
+        fields = req.headers.fields
+        blob = b"\n".join([req.data.path, unquote_to_bytes(req.data.path), req.data.authority or b"",
+                           req.host.encode("utf-8", "surrogateescape")] + [b"%s:%s" % field for field in fields])
+        body = req.raw_content
+        encoded = body and req.headers.get("content-encoding", "identity").lower() != "identity"
+        if (pre.search(blob) is None and not (body and pre.search(body)) and not req.trailers
+                and not (encoded and pre.search(req.get_content(strict=False) or b""))):
+            return leaked, []
+
+        def scan(blob):
+            for match in pre.finditer(blob):
+                leaked.add(secrets.by_placeholder[match.group(0)].name)
+
+        scan(req.data.path)
+        scan(unquote_to_bytes(req.data.path))
+        scan(req.data.authority or b"")
+        scan(req.host.encode("utf-8", "surrogateescape"))
+        allowed = None
+        if req.scheme == "https":
+            kind, key = self.classify(req.host)
+            allowed = {secret for secret, how in secrets.for_listener(_listener_of(flow.client_conn)).lookup(kind, key)}
+        swaps = []
+        for i, (name, value) in enumerate(fields):
+            scan(name)
+            found = {m.group(0) for m in pre.finditer(value)}
+            if not found:
+                continue
+            secret = secrets.by_placeholder[found.pop()] if len(found) == 1 else None
+            if secret is not None and allowed and secret in allowed and name.lower() == secret.header:
+                swaps.append((i, secret))
+            else:
+                if secret is not None:
+                    leaked.add(secret.name)
+                for placeholder in found:
+                    leaked.add(secrets.by_placeholder[placeholder].name)
+        if req.trailers:
+            for name, value in req.trailers.fields:
+                scan(name + b":" + value)
+        if body:
+            scan(body)
+            if encoded:
+                decoded = req.get_content(strict=False)
+                if decoded and decoded is not body:
+                    scan(decoded)
+        return leaked, swaps
+
+    def _restore(self, flow):
+        """Put placeholders back once the request is sent: no later hook, dump or log sees a secret.
+        The secrets come from the swap itself, so a reload in between does not matter."""
+        injected = self._injected.pop(flow.id, None)
+        if not injected:
+            return
+        fields = []
+        for name, value in flow.request.headers.fields:
+            for secret in injected:
+                value = value.replace(secret.value, secret.placeholder)
+            fields.append((name, value))
+        flow.request.headers.fields = tuple(fields)
+
+    # ---- responses
+
+    @_guard
+    def responseheaders(self, flow):
+        self._restore(flow)
+        resp = flow.response
+        if not self.secrets or resp.stream is not True:
+            return
+        if resp.headers.get("content-encoding", "identity").lower() != "identity":
+            resp.stream = False  # buffer it so that it can be decoded and masked
+        else:
+            resp.stream = StreamMasker(self.secrets, flow.metadata.setdefault(META, {}))
+
+    @_guard
+    def response(self, flow):
+        self._restore(flow)
+        meta = flow.metadata.setdefault(META, {})
+        resp = flow.response
+        if self.secrets and meta.get("decision") == "allow":
+            names = set()
+            value_re = self.secrets.value_re
+            if value_re.search(b"\n".join(value for name, value in resp.headers.fields)):
+                fields = []
+                for name, value in resp.headers.fields:
+                    value, found = self.secrets.mask(value)
+                    names |= found
+                    fields.append((name, value))
+                resp.headers.fields = tuple(fields)
+            raw = resp.raw_content
+            if raw:
+                if resp.headers.get("content-encoding", "identity").lower() != "identity":
+                    content = resp.get_content(strict=False) or raw
+                else:
+                    content = raw
+                if value_re.search(content):
+                    masked, found = self.secrets.mask(content)
+                    names |= found
+                    resp.content = masked
+            if names:
+                meta["masked"] = True
+                LOG.warning("agent-sandbox: masked %s in a response from %s", ", ".join(sorted(names)),
+                            text_safe(flow.request.host))
+        self._record(flow)
+
+    @_guard
+    def error(self, flow):
+        self._restore(flow)
+        if flow.request is not None:
+            self._record(flow, error=flow.error.msg if flow.error else None)
+
+    # ---- WebSockets
+
+    @_guard
+    def websocket_start(self, flow):
+        meta = flow.metadata.get(META) or {}
+        if meta.get("decision") != "allow":
+            LOG.warning("agent-sandbox: WebSocket to %s without an allowed handshake; dropping its messages",
+                        text_safe(flow.request.host))
+
+    @_guard
+    def websocket_message(self, flow):
+        meta = flow.metadata.get(META) or {}
+        message = flow.websocket.messages[-1]
+        if meta.get("decision") != "allow":
+            message.drop()
+            return
+        if not self.secrets:
+            return
+        if message.from_client:
+            names = {self.secrets.by_placeholder[m.group(0)].name for m in self.secrets.placeholder_re.finditer(message.content)}
+            if names:
+                message.drop()
+                meta.update(leak=True, secrets=sorted(set(meta.get("secrets", [])) | names))
+                LOG.warning("agent-sandbox: leak attempt: placeholder of %s in a WebSocket message to %s",
+                            ", ".join(sorted(names)), text_safe(flow.request.host))
+                self._record(flow, status=101, error="WebSocket message with a secret placeholder dropped")
+        elif self.secrets.value_re.search(message.content):
+            message.content, names = self.secrets.mask(message.content)
+            meta["masked"] = True
+
+    # ---- everything that is not HTTP
+
+    @_guard
+    def next_layer(self, nextlayer):
+        if isinstance(nextlayer.layer, _REFUSED_LAYERS):
+            kind = type(nextlayer.layer).__name__
+            LOG.warning("agent-sandbox: refusing a %s connection to %s", kind, nextlayer.context.server.address)
+            self._record_connection(kind, nextlayer.context.client, nextlayer.context.server.address, "not-http")
+            nextlayer.layer = RefuseLayer(nextlayer.context)
+
+    @_guard
+    def tcp_start(self, flow):
+        # Normally unreachable (next_layer refuses raw TCP). mitmproxy 11 does not stop a killed
+        # TCP flow in transit, so the messages are also emptied below.
+        self._record_connection("tcp", flow.client_conn, flow.server_conn.address, "not-http")
+        flow.server_conn.error = "agent-sandbox policy: raw TCP is not allowed"
+        if flow.killable:
+            flow.kill()
+
+    def tcp_message(self, flow):
+        flow.messages[-1].content = b""
+
+    @_guard
+    def udp_start(self, flow):
+        self._record_connection("udp", flow.client_conn, flow.server_conn.address, "not-http")
+        flow.server_conn.error = "agent-sandbox policy: UDP is not allowed"
+        if flow.killable:
+            flow.kill()
+
+    def udp_message(self, flow):
+        flow.messages[-1].content = b""
+
+    @_guard
+    def dns_request(self, flow):
+        self._record_connection("dns", flow.client_conn, flow.server_conn.address, "not-http")
+        if flow.killable:
+            flow.kill()
+
+
+def run_mitmdump(argv):
+    """mitmdump with the addon built into the master: if it cannot load, the proxy does not start."""
+    from mitmproxy.tools import cmdline, dump, main  # pylint: disable=import-outside-toplevel
+
+    class SandboxDumpMaster(dump.DumpMaster):
+        def __init__(self, options, **kwargs):
+            super().__init__(options, **kwargs)
+            self.addons.add(AgentSandboxPolicy())
+
+    main.run(SandboxDumpMaster, cmdline.mitmdump, argv)
+    return 0
