@@ -41,14 +41,21 @@ def test_agent_users(host):
     assert host.user("agent2").exists == multi(host)
 
 
+# Debian 12 changes only the proxy port, to 8091 (group_vars/bookworm.yml: mitm_proxy_port). The
+# doctor (test_doctor.py), run as the agent, and every fetch through the agent's shell go through it.
+SINGLE_AGENT_PORT = 8091
+
+
 @pytest.mark.parametrize("agent", sorted(AGENTS))
 def test_each_agent_has_its_own_environment(host, agent):
     if not multi(host):
         agent = "agent"
-    port, placeholder = AGENTS[agent][:2]
+    port = AGENTS[agent][0] if multi(host) else SINGLE_AGENT_PORT
+    placeholder = AGENTS[agent][1]
     env = as_agent(host, agent, "env")
     assert env.rc == 0, env.stderr
-    assert "HTTPS_PROXY=http://127.0.0.1:%d" % port in env.stdout
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        assert "%s=http://127.0.0.1:%d\n" % (name, port) in env.stdout, env.stdout
     assert "TEST_API_KEY=%s" % placeholder in env.stdout
 
 

@@ -294,13 +294,13 @@ def test_agent_run_without_arguments_is_a_login_shell(host):
 
 # Each case: input the role must refuse, and what its failure must say.
 BAD_INPUT = {
-    "The agent must not be root": {"sandbox_user_name": "root"},
-    "The agent must not be the admin": {"sandbox_user_name": ADMIN},
-    "A user name must match": {"sandbox_user_name": "Bad Name"},
-    "is a user of agent-sandbox itself": {"sandbox_user_name": "agent-proxy"},
-    "belongs to 'admin'": {"sandbox_user_name": "agent2", "sandbox_user_uid": "{{ ansible_facts.getent_passwd.admin[1] }}"},
+    "The agent must not be root": {"sandbox_user_agents": [{"name": "root", "port": 8080}]},
+    "The agent must not be the admin": {"sandbox_user_agents": [{"name": ADMIN, "port": 8080}]},
+    "A user name must match": {"sandbox_user_agents": [{"name": "Bad Name", "port": 8080}]},
+    "is a user of agent-sandbox itself": {"sandbox_user_agents": [{"name": "agent-proxy", "port": 8080}]},
+    "belongs to 'admin'": {"sandbox_user_agents": [{"name": "agent2", "port": 8080, "uid": "{{ ansible_facts.getent_passwd.admin[1] }}"}]},
     # prepare.yml made /home/kept-home, the admin's folder: a teardown's kept home must be the agent's own.
-    "belongs to the account admin": {"sandbox_user_name": "kept-home"},
+    "belongs to the account admin": {"sandbox_user_agents": [{"name": "kept-home", "port": 8080}]},
     # The agents' resource limits: each kind of mistake, named with what was given.
     "sandbox_user_memory_max must be bytes with K, M, G or T (4G), a percentage of the host's memory (50%) or "
     "infinity (got lots)": {"sandbox_user_memory_max": "lots"},
