@@ -397,17 +397,17 @@ def loaded_state(host):
 # Each case: settings the role must refuse, and what its failure must say.
 BAD_SETTINGS = {
     "nft-rejects": ({"host_firewall_extra_rules": ["meta skuid 0 frobnicate"]}, "nft rejected the new rules"),
-    "unknown-user": ({"host_firewall_agents": [{"user": "nosuchuser", "proxy_port": 8080}]},
+    "unknown-user": ({"host_firewall_agents": [{"name": "nosuchuser", "port": 8080}]},
                      "'nosuchuser' does not exist"),
-    "port-range": ({"host_firewall_agents": [{"user": "agent", "proxy_port": 70000}]},
+    "port-range": ({"host_firewall_agents": [{"name": "agent", "port": 70000}]},
                    "between 1024 and 65535, got 70000"),
     "not-a-port": ({"host_firewall_extra_loopback_ports": ["ssh"]}, "got 'ssh'"),
     "backwards-range": ({"host_firewall_extra_loopback_ports": ["9010-9000"]}, "got '9010-9000'"),
     # Several agents: none may reach another's listener, and none may be dropped while it exists.
-    "shared-port": ({"host_firewall_agents": [{"user": "agent", "proxy_port": 8080}, {"user": "admin", "proxy_port": 8080}]},
-                    "give each its own proxy_port"),
+    "shared-port": ({"host_firewall_agents": [{"name": "agent", "port": 8080}, {"name": "admin", "port": 8080}]},
+                    "give each its own port"),
     "extra-covers-proxy": ({"host_firewall_extra_loopback_ports": ["8000-8100"]}, "covers proxy port(s) [8080]"),
-    "dropped-agent": ({"host_firewall_agents": [{"user": "admin", "proxy_port": 8081}]},
+    "dropped-agent": ({"host_firewall_agents": [{"name": "admin", "port": 8081}]},
                       "not in host_firewall_agents (or agent_sandbox_agents) any more and still exists"),
     # Not a setting but the host: a PAM service that lets users set the (root) start guard's environment.
     "pam-user-env": ({"refusal_setup": "echo 'session required pam_env.so user_readenv=1' >/etc/pam.d/hf-user-env",
