@@ -51,11 +51,13 @@ options:
         type: str
       owner:
         description:
-          - The owner's name or uid. Defaults to O(owner).
+          - The owner's name or uid. Defaults to O(owner); with neither, a new entry belongs to the user the module
+            runs as and an existing one keeps its owner.
         type: str
       group:
         description:
-          - The group's name or gid. Defaults to O(group).
+          - The group's name or gid. Defaults to O(group); with neither, a new entry gets the group the system gives
+            it and an existing one keeps its group.
         type: str
       mode:
         description:
@@ -89,7 +91,7 @@ attributes:
   platform:
     platforms: posix
 notes:
-  - Every folder and file needs an owner, a group and a mode, from the entry or from the module's defaults.
+  - Every folder and file needs a mode, from the entry or from the module's defaults.
   - Does not manage SELinux contexts or access control lists.
 """
 
@@ -196,17 +198,23 @@ class Entry:
         self.uid = self.gid = self.mode = None
         if self.state != "absent":
             owner, group, mode = (raw.get(key) or defaults[key] for key in ("owner", "group", "mode"))
-            if not (owner and group and mode):
-                raise CommandError("%s: give an owner, a group and a mode (on the entry or the module)" % where)
+            if not mode:
+                raise CommandError("%s: give a mode (on the entry or the module)" % where)
             if not MODE.match(mode):
                 raise CommandError("%s: mode %r is not four octal digits in quotes, such as \"0644\"" % (where, mode))
-            self.uid = resolve(pwd.getpwnam, owner, "user")
-            self.gid = resolve(grp.getgrnam, group, "group")
+            self.uid = resolve(pwd.getpwnam, owner, "user") if owner else None
+            self.gid = resolve(grp.getgrnam, group, "group") if group else None
             self.mode = int(mode, 8)
         self.data = self.content.encode("utf-8") if self.content is not None else None
 
-    def wanted(self):
-        return "%s:%s %04o" % (self.uid, self.gid, self.mode)
+    def wanted(self, st=None):
+        uid = self.uid if self.uid is not None else (st.st_uid if st else os.geteuid())
+        gid = self.gid if self.gid is not None else (st.st_gid if st else "-")
+        return "%s:%s %04o" % (uid, gid, self.mode)
+
+    def matches(self, st):
+        return ((self.uid is None or st.st_uid == self.uid) and (self.gid is None or st.st_gid == self.gid)
+                and stat.S_IMODE(st.st_mode) == self.mode)
 
 
 class Paths:
@@ -288,13 +296,19 @@ class Paths:
     def fix(self, entry, handle, old):
         """Owner, group and mode through an open descriptor; old is None for what this run made."""
         st = os.fstat(handle)
-        if (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (entry.uid, entry.gid, entry.mode):
+        if entry.matches(st):
             return
         if old is not None:
-            self.note(entry, "%s %s" % (kind(st), attrs(st)), "%s %s" % (kind(st), entry.wanted()))
+            self.note(entry, "%s %s" % (kind(st), attrs(st)), "%s %s" % (kind(st), entry.wanted(st)))
         if not self.check:
-            os.fchown(handle, entry.uid, entry.gid)
-            os.fchmod(handle, entry.mode)  # after chown, which clears setuid and setgid bits
+            self.own(handle, entry)
+
+    @staticmethod
+    def own(handle, entry):
+        """The owner and group the entry names, then its mode."""
+        if entry.uid is not None or entry.gid is not None:
+            os.fchown(handle, -1 if entry.uid is None else entry.uid, -1 if entry.gid is None else entry.gid)
+        os.fchmod(handle, entry.mode)  # after chown, which clears setuid and setgid bits
 
     def file(self, entry, fd, name, st):
         if st is not None and not stat.S_ISREG(st.st_mode):
@@ -309,12 +323,14 @@ class Paths:
                     return
             finally:
                 os.close(handle)
-        self.note(entry, "nothing" if st is None else "file %s" % attrs(st), "file %s" % entry.wanted(),
+        self.note(entry, "nothing" if st is None else "file %s" % attrs(st), "file %s" % entry.wanted(st),
                   shown(old or b""), shown(entry.data))
         if not self.check:
-            self.write(entry, fd, name)
+            self.write(entry, fd, name, st)
 
-    def write(self, entry, fd, name):
+    def write(self, entry, fd, name, old):
+        """A new file beside the old one (with the old one's owner and group where the entry names none),
+        checked, then renamed over it."""
         folder = os.path.dirname(entry.path)
         handle, temp = tempfile.mkstemp(prefix=".%s." % name, suffix=".agent-sandbox", dir=folder)
         temp_name = os.path.basename(temp)
@@ -322,8 +338,9 @@ class Paths:
             with os.fdopen(handle, "wb") as out:
                 out.write(entry.data)
                 out.flush()
-                os.fchown(out.fileno(), entry.uid, entry.gid)
-                os.fchmod(out.fileno(), entry.mode)
+                if old is not None and (entry.uid is None or entry.gid is None):
+                    os.fchown(out.fileno(), old.st_uid if entry.uid is None else -1, old.st_gid if entry.gid is None else -1)
+                self.own(out.fileno(), entry)
                 os.fsync(out.fileno())
             if entry.validate:
                 argv = [temp if word == "%s" else word.replace("%s", temp) for word in shlex.split(entry.validate)]

@@ -126,7 +126,7 @@ def test_bad_entries_are_refused_before_anything_changes(monkeypatch, tmp_path):
         ({"path": str(tmp_path / "f"), "content": "x", "owner": "root", "group": "root", "mode": "644"}, "four octal"),
         ({"path": str(tmp_path / "f"), "content": "x", "owner": "no-such-user", "group": "root", "mode": "0644"},
          "no such user"),
-        ({"path": str(tmp_path / "f"), "content": "x"}, "give an owner"),
+        ({"path": str(tmp_path / "f"), "content": "x"}, "give a mode"),
         ({"path": str(tmp_path / "f"), "content": "x", "owner": "root", "group": "root", "mode": "0644",
           "validate": "true"}, "must contain %s"),
         ({"path": "relative/f", "state": "absent"}, "must be absolute"),
@@ -144,3 +144,14 @@ def test_a_folder_that_is_not_empty_is_not_removed(monkeypatch, tmp_path):
     (tmp_path / "empty").mkdir()
     result, failed = run(monkeypatch, entries=[{"path": str(tmp_path / "empty"), "state": "absent"}])
     assert not failed and result["changed"] and not (tmp_path / "empty").exists()
+
+
+def test_without_owner_and_group_an_existing_entry_keeps_them(monkeypatch, tmp_path):
+    target = tmp_path / "env.sh"
+    target.write_text("old\n")
+    os.chown(target, NOBODY, NOGROUP)
+    result, failed = run(monkeypatch, entries=[{"path": str(target), "content": "new\n", "mode": "0640"},
+                                               {"path": str(tmp_path / "made"), "state": "directory", "mode": "0700"}])
+    assert not failed and result["changed"] is True
+    assert described(target) == (NOBODY, NOGROUP, "0640") and target.read_text() == "new\n"
+    assert described(tmp_path / "made") == (0, 0, "0700")
