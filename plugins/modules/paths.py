@@ -11,8 +11,8 @@ module: paths
 short_description: Make a list of folders and files, with their owner, group and mode, in one step
 version_added: 0.2.0
 description:
-  - Brings each entry of O(entries) to its state, in the order given, in one module run: a folder, a file with the
-    given content, or nothing. A role that installs ten files and folders spends one run on the target instead of ten,
+  - Brings each entry of O(entries) to its state, in the order given, in one module run (a folder, a file with the
+    given content, or nothing). A role that installs ten files and folders spends one run on the target instead of ten,
     which is most of what a re-run that changes nothing costs.
   - A file is written to a new name in the same folder, given its owner, group and mode, checked with O(entries[].validate)
     when that is set, and only then renamed over the old one; a file that fails its check replaces nothing.
