@@ -57,13 +57,10 @@ docker: ## Make sure a Docker engine answers (installs docker.io on Debian as ro
 images: docker ## Build the Molecule base images (cached by a hash of their inputs)
 	tests/images/build.sh
 
-molecule: venv images ## Run every Molecule scenario
-	@for s in $(SCENARIOS); do \
-	  echo "== molecule test -s $$s"; \
-	  start=$$(date +%s); \
-	  molecule test -s $$s || { echo "molecule scenario $$s failed"; exit 1; }; \
-	  echo "== scenario $$s took $$(( $$(date +%s) - start )) s"; \
-	done
+# The longest first, so that the last lane does not start a long one alone.
+MOLECULE_ORDER := lifecycle default fleet host_firewall nix_tools sandbox_user mitm_proxy shared_workspace harness
+molecule: venv images ## Run every Molecule scenario, MOLECULE_JOBS at a time (default 2)
+	tests/molecule.sh $(filter $(SCENARIOS),$(MOLECULE_ORDER)) $(filter-out $(MOLECULE_ORDER),$(SCENARIOS))
 
 test: ## Everything CI runs: lint, unit, sanity, collection, images, molecule
 	@for t in venv lint unit sanity collection release-check images molecule; do \
