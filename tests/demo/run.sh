@@ -15,23 +15,20 @@ if docker inspect "$name" >/dev/null 2>&1; then
   docker rm -f "$name" >/dev/null
 fi
 echo "demo: starting $name from $image"
-# Empty package lists dated now (a tmpfs), as on a freshly built image or a new cloud VM,
-# whatever the image's age: the demo cannot pass only because the image is old.
-docker run -d --name "$name" --hostname "$name" \
-  --cap-add SYS_ADMIN --cap-add NET_ADMIN --cap-add SYS_PTRACE \
-  --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
-  --cgroupns host -v /sys/fs/cgroup:/sys/fs/cgroup:ro \
-  --tmpfs /run --tmpfs /run/lock --tmpfs /tmp \
-  --tmpfs /var/lib/apt/lists:mode=0755 \
-  --sysctl net.ipv6.conf.all.disable_ipv6=0 \
-  --stop-signal SIGRTMIN+3 "$image" >/dev/null
+# The container is made exactly as the Molecule scenarios make theirs (molecule/shared/create.yml:
+# systemd as PID 1 without --privileged, and empty package lists dated now, as on a freshly built
+# image or a new cloud VM, whatever the image's age).
+export ANSIBLE_CONFIG="$repo/ansible.cfg"
+# The controller's own Python (.venv) talks to Docker, as under Molecule.
+ansible-playbook -i localhost, -e "ansible_python_interpreter=$repo/.venv/bin/python" molecule/shared/create.yml \
+  -e "{\"molecule_yml\": {\"platforms\": [{\"name\": \"$name\", \"image\": \"$image\"}]}}" \
+  >"/tmp/$name-create.log" || { tail -n 40 "/tmp/$name-create.log"; exit 1; }
 for _ in $(seq 60); do
   state=$(docker exec "$name" systemctl is-system-running 2>/dev/null || true)
   case "$state" in running|degraded) break ;; esac
   sleep 1
 done
 
-export ANSIBLE_CONFIG="$repo/ansible.cfg"
 # One `docker exec` per task instead of four, as in the Molecule scenarios.
 export ANSIBLE_PIPELINING=True
 # The inventory's host is agent-sandbox-demo; ansible_host points it at this container.
