@@ -3,12 +3,12 @@
 The tests run in file order and drive the playbooks themselves:
 1. the previous release installed (the newest tag before this commit, else b345567), doctor;
 2. the upgrade to this checkout with the same inventory, doctor;
-3. teardown keeping the agent users: the documented state (the agent reaches nothing,
-   the admin's control request works);
+3. teardown in check mode (nothing changes), then teardown keeping the agent users: the
+   documented state (the agent reaches nothing, the admin's control request works);
 4. reinstall, doctor;
 5. teardown removing the users and the workspace: nothing of ours is left but the audit
-   log and the agent's home, which are kept on purpose. Another account then takes the old
-   uid of the proxy user, as one may on a real machine;
+   log and the agent's home, which are kept on purpose; a second teardown changes nothing.
+   Another account then takes the old uid of the proxy user, as one may on a real machine;
 6. reinstall over the kept files, the agent with a new pinned uid: the kept audit log and
    home belong to the new users, and the doctor passes.
 """
@@ -143,6 +143,11 @@ def test_2_upgrade_to_this_checkout():
 # --- 3 and 4: teardown keeping the users, reinstall --------------------------
 
 def test_3_teardown_keeping_users_leaves_the_agent_without_network():
+    # Check mode first: it runs through every role's removal path and changes nothing.
+    play("3-teardown-check", "playbooks/teardown.yml", "--check")
+    for name in HOSTS:
+        assert host(name).service("agent-sandbox-proxy.service").is_running
+        assert host(name).file("/usr/local/bin/agent-run").exists
     play("3-teardown-keep-users", "playbooks/teardown.yml")
     for name in HOSTS:
         h = host(name)
@@ -219,6 +224,11 @@ def test_5_full_teardown_leaves_nothing_but_what_is_kept_on_purpose(before_full_
     assert h.file(AUDIT_LOG).exists and h.file(MARKER).exists
     # Control: the admin's own account is untouched.
     assert h.user("admin").exists and h.file("/home/admin").is_directory
+
+
+def test_5_a_second_teardown_changes_nothing(before_full_teardown):
+    recap = play("5-teardown-again", "playbooks/teardown.yml", *FULL_TEARDOWN)
+    assert all(recap[name]["changed"] == 0 for name in HOSTS), recap
 
 
 def test_5_other_accounts_take_the_old_ids(before_full_teardown):
