@@ -425,7 +425,7 @@ BAD_SETTINGS = {
     # Several agents: none may reach another's listener, and none may be dropped while it exists.
     "shared-port": ({"host_firewall_agents": [{"name": "agent", "port": 8080}, {"name": "admin", "port": 8080}]},
                     "give each its own port"),
-    "extra-covers-proxy": ({"host_firewall_extra_loopback_ports": ["8000-8100"]}, "covers proxy port(s) [8080]"),
+    "extra-covers-proxy": ({"host_firewall_extra_loopback_ports": ["8000-8100"]}, "covers proxy port(s) [8080, 8090]"),
     "dropped-agent": ({"host_firewall_agents": [{"name": "admin", "port": 8081}]},
                       "not in host_firewall_agents (or agent_sandbox_agents) any more and still exists"),
     # Not a setting but the host: a PAM service that lets users set the (root) start guard's environment.
