@@ -121,6 +121,22 @@ def test_drops_are_counted(host):
     assert dropped(host) > before
 
 
+def test_a_user_whose_primary_group_is_confined_is_dropped_by_uid(host):
+    """hfbuilder's primary group is the confined hfbuild, which its group entry does not list.
+    Run with another group (as after a setgid program), only the uid can match it; the admin,
+    run the same way, is the control."""
+    targets = ["tcp %s 9001" % ipv4(host), "tcp 127.0.0.1 9001"]
+    runs = {}
+    for user in ("admin", "hfbuilder"):
+        out = host.run("runuser -u %s -g nogroup -- %s --each %s"
+                       % (user, PROBE, " ".join(shlex.quote(t) for t in targets)))
+        assert out.rc == 0, out.stdout + out.stderr
+        runs[user] = json.loads(out.stdout)
+    for target in targets:
+        assert runs["admin"][target] == "ok", "control failed, admin: %s: %s" % (target, runs["admin"][target])
+        assert runs["hfbuilder"][target] != "ok", "hfbuilder reached %s with another group" % target
+
+
 def test_agent_cannot_use_resolved_varlink(host):
     admin = as_user(host, "admin", PROBE + " varlink")
     assert admin.rc == 0, admin.stdout
@@ -409,7 +425,7 @@ BAD_SETTINGS = {
     # Several agents: none may reach another's listener, and none may be dropped while it exists.
     "shared-port": ({"host_firewall_agents": [{"name": "agent", "port": 8080}, {"name": "admin", "port": 8080}]},
                     "give each its own port"),
-    "extra-covers-proxy": ({"host_firewall_extra_loopback_ports": ["8000-8100"]}, "covers proxy port(s) [8080]"),
+    "extra-covers-proxy": ({"host_firewall_extra_loopback_ports": ["8000-8100"]}, "covers proxy port(s) [8080, 8090]"),
     "dropped-agent": ({"host_firewall_agents": [{"name": "admin", "port": 8081}]},
                       "not in host_firewall_agents (or agent_sandbox_agents) any more and still exists"),
     # Not a setting but the host: a PAM service that lets users set the (root) start guard's environment.
