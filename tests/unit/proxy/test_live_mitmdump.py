@@ -76,7 +76,16 @@ class Streams(BaseHTTPRequestHandler):
             self._chunk(b"")
         elif path == "/gzip":
             body = gzip.compress(b'{"key": "' + SECRET.encode() + b'", "pad": "' + b"p" * 100000 + b'"}')
-            self._whole(body, {"Content-Encoding": "gzip"})
+            if query == "chunked":   # streamed through the proxy
+                self.send_response(200)
+                self.send_header("Content-Encoding", "gzip")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                for i in range(0, len(body), 50):
+                    self._chunk(body[i:i + 50])
+                self._chunk(b"")
+            else:                    # small: taken whole by the proxy
+                self._whole(body, {"Content-Encoding": "gzip"})
         elif path == "/big":
             size = int(query.split("=")[1]) << 20
             self.send_response(200)
@@ -391,12 +400,17 @@ def test_upload_without_placeholder_arrives_whole(proxy):
     assert line["decision"] == "allow" and line["request_bytes"] == len(body) + 2
 
 
-def test_compressed_response_is_decoded_and_masked_on_the_fly(proxy):
+@pytest.mark.parametrize("query", ["chunked", "whole"])
+def test_compressed_response_is_masked(proxy, query):
     conn = streams_conn(proxy)
-    conn.request("GET", "/gzip", headers={"Accept-Encoding": "gzip"})
+    conn.request("GET", "/gzip?" + query, headers={"Accept-Encoding": "gzip"})
     resp = conn.getresponse()
     body = resp.read()
-    assert resp.getheader("Content-Encoding") is None
+    if query == "chunked":   # decoded on the fly, passed on decoded
+        assert resp.getheader("Content-Encoding") is None
+    else:
+        assert resp.getheader("Content-Encoding") == "gzip"
+        body = gzip.decompress(body)
     assert body.startswith(b'{"key": "' + b"*" * len(SECRET) + b'"') and SECRET.encode() not in body
     line = last_audit(proxy, "/gzip")
     assert line["masked"] is True and line["bytes"] > 0

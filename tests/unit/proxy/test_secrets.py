@@ -166,6 +166,14 @@ def test_secret_echoed_in_a_response_is_masked(env, caplog):
     assert_no_secret(caplog.text + env.audit_text())
 
 
+def test_secret_in_response_trailers_is_masked(env):
+    resp = streamed_response({"Content-Type": "application/grpc"})
+    resp.trailers = http.Headers(grpc_message="bad key " + SECRET)
+    flow = Upstream(env).send(tunnel_flow("example.com"), resp)
+    assert flow.response.trailers["grpc-message"] == "bad key " + mask(SECRET).decode()
+    assert env.audit_lines()[-1]["masked"] is True
+
+
 def test_masking_of_a_compressed_response(env):
     resp = http.Response.make(200, b"", {"Content-Encoding": "gzip"})
     resp.raw_content = gzipped(b"token=" + SECRET.encode())
@@ -203,7 +211,7 @@ def test_compressed_response_is_decoded_on_the_fly_and_masked(env, encoding):
     plain = (b"a" * 5000 + SECRET.encode() + b"b" * 3000) * 20
     flow = tunnel_flow("example.com")
     env.addon.requestheaders(flow)
-    flow.response = http.Response.make(200, b"", {"Content-Encoding": encoding, "Content-Length": "1"})
+    flow.response = streamed_response({"Content-Encoding": encoding})
     env.addon.responseheaders(flow)
     body = flow.response.stream
     assert isinstance(body, ResponseBody)
@@ -218,7 +226,7 @@ def test_compressed_response_is_decoded_on_the_fly_and_masked(env, encoding):
 def test_undecodable_response_is_refused(env):
     flow = tunnel_flow("example.com")
     env.addon.requestheaders(flow)
-    flow.response = http.Response.make(200, b"", {"Content-Encoding": "gzip"})
+    flow.response = streamed_response({"Content-Encoding": "gzip"})
     env.addon.responseheaders(flow)
     body = flow.response.stream
     assert body(b"this is not gzip at all") == []
@@ -228,33 +236,57 @@ def test_undecodable_response_is_refused(env):
 def test_unknown_encoding_after_an_injected_secret_is_refused(env):
     flow = tunnel_flow("api.github.com", headers=[("Authorization", "Bearer " + PLACEHOLDER)])
     env.addon.requestheaders(flow)
-    flow.response = http.Response.make(200, b"")
-    flow.response.headers["Content-Encoding"] = "compress"
+    flow.response = streamed_response({"Content-Encoding": "compress"})
     env.addon.responseheaders(flow)
     assert flow.response.stream.refusal
     # Without a secret on the request it passes, still checked as raw bytes.
     flow = tunnel_flow("example.com")
     env.addon.requestheaders(flow)
-    flow.response = http.Response.make(200, b"")
-    flow.response.headers["Content-Encoding"] = "compress"
+    flow.response = streamed_response({"Content-Encoding": "compress"})
     env.addon.responseheaders(flow)
     assert flow.response.stream.refusal is None
     assert flow.response.headers["content-encoding"] == "compress"
 
 
-def test_every_body_is_streamed(env):
-    flow = tunnel_flow("example.com", method="POST")
+def streamed_response(headers, status=200):
+    """Response headers of a body that will stream (chunked): mitmproxy's Response.make would
+    add a Content-Length and drop an encoding it does not know."""
+    resp = http.Response.make(status, b"")
+    del resp.headers["content-length"]
+    resp.headers["Transfer-Encoding"] = "chunked"
+    for name, value in headers.items():
+        resp.headers[name] = value
+    return resp
+
+
+@pytest.mark.parametrize("length,whole", [(None, False), ("65537", False), ("65536", True), ("0", True)])
+def test_bodies_are_streamed_unless_small(env, length, whole):
+    flow = tunnel_flow("example.com", method="POST", headers=[("Content-Length", length)] if length else
+                       [("Transfer-Encoding", "chunked")])
+    env.addon.requestheaders(flow)
+    assert (flow.request.stream is False) if whole else isinstance(flow.request.stream, RequestBody)
+    flow.response = http.Response.make(200, b"")
+    if length is None:
+        flow.response = streamed_response({})
+    else:
+        flow.response.headers["content-length"] = length
+    env.addon.responseheaders(flow)
+    assert (flow.response.stream is False) if whole else isinstance(flow.response.stream, ResponseBody)
+
+
+def test_every_big_body_is_streamed(env):
+    flow = tunnel_flow("example.com", method="POST", headers=[("Transfer-Encoding", "chunked")])
     env.addon.requestheaders(flow)
     assert isinstance(flow.request.stream, RequestBody)
-    flow.response = http.Response.make(200, b"")
+    flow.response = streamed_response({})
     env.addon.responseheaders(flow)
     assert isinstance(flow.response.stream, ResponseBody)
     # Without secrets the bodies are only counted.
     plain = Env(env.tmp / "n" if (env.tmp / "n").mkdir() is None else None, secrets={"version": 1, "secrets": []})
-    flow = tunnel_flow("example.com", method="POST")
+    flow = tunnel_flow("example.com", method="POST", headers=[("Transfer-Encoding", "chunked")])
     plain.addon.requestheaders(flow)
     assert isinstance(flow.request.stream, Counter)
-    flow.response = http.Response.make(200, b"")
+    flow.response = streamed_response({})
     plain.addon.responseheaders(flow)
     assert isinstance(flow.response.stream, Counter)
 

@@ -32,6 +32,16 @@ LOG = logging.getLogger(__name__)
 
 META = "agent_sandbox"
 RELOAD_INTERVAL = 1.0
+# A body that announces a Content-Length up to this size is taken whole and checked whole (it is
+# small, and this spares it a call per chunk); every other body is streamed.
+WHOLE_UP_TO = 64 * 1024
+
+
+def _small(headers):
+    """True for a body with a Content-Length of at most WHOLE_UP_TO (and no chunking)."""
+    length = headers.get("content-length")
+    return (length is not None and length.isdigit() and int(length) <= WHOLE_UP_TO
+            and "transfer-encoding" not in headers)
 
 
 def _is_internal(address):
@@ -478,8 +488,9 @@ class AgentSandboxPolicy:
                     self._leaked(flow, meta, leaked)
                 meta["scan"] = RequestBody(self.secrets, {}, req.headers.get("content-encoding"))
             return
+        small = _small(req.headers)
         if not self.secrets:
-            req.stream = Counter(meta, "request_bytes")
+            req.stream = False if small else Counter(meta, "request_bytes")
             return
         # The headers go upstream as soon as this hook returns, so they are checked and swapped here.
         leaked, swaps = self._scan_head(flow)
@@ -488,11 +499,12 @@ class AgentSandboxPolicy:
             return
         if swaps:
             self._inject(flow, meta, swaps)
-        if self.streaming:
+        if self.streaming and not small:
             encoding = req.headers.get("content-encoding", "identity").strip().lower()
             req.stream = RequestBody(self.secrets, meta, None if encoding == "identity" else encoding)
         else:
-            req.stream = False   # guard.py is not in place: the whole body must be seen before it goes
+            # Small, or guard.py is not in place: the whole body is seen (in `request`) before it goes.
+            req.stream = False
 
     def _decide_request(self, flow, profile):
         req = flow.request
@@ -657,6 +669,9 @@ class AgentSandboxPolicy:
         resp = flow.response
         if meta is None or meta.get("decision") != "allow":
             return   # our own refusal: nothing comes from upstream
+        if _small(resp.headers):
+            resp.stream = False   # taken whole, checked whole in `response`
+            return
         if not self.secrets:
             resp.stream = Counter(meta, "bytes")
             return
@@ -707,6 +722,16 @@ class AgentSandboxPolicy:
         resp = flow.response
         if self.secrets and meta.get("decision") == "allow":
             self._mask_headers(flow, meta)
+            if resp.trailers and self.secrets.value_re.search(b"\n".join(v for n, v in resp.trailers.fields)):
+                # Trailers (gRPC's status, for one) go to the agent after this hook.
+                fields = []
+                names = meta.setdefault("masked_names", [])
+                for name, value in resp.trailers.fields:
+                    value, found = self.secrets.mask(value)
+                    names.extend(sorted(found - set(names)))
+                    fields.append((name, value))
+                resp.trailers.fields = tuple(fields)
+                meta["masked"] = True
             raw = resp.raw_content
             if raw:   # not streamed (a test, or an addon that set stream = False): masked whole
                 if resp.headers.get("content-encoding", "identity").lower() != "identity":
