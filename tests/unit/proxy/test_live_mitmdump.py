@@ -355,10 +355,14 @@ def wait_for(condition, what):
         time.sleep(0.05)
 
 
-def start_upload(proxy):
+def streams_tunnel(proxy):
     sock, head = raw_connect(proxy, "localhost:%d" % proxy["streams_port"])
     assert head.startswith(b"HTTP/1.1 200")
-    tls = proxy["ctx"].wrap_socket(sock, server_hostname="localhost")
+    return proxy["ctx"].wrap_socket(sock, server_hostname="localhost")
+
+
+def start_upload(proxy):
+    tls = streams_tunnel(proxy)
     tls.sendall(b"POST /upload HTTP/1.1\r\nHost: localhost:%d\r\nTransfer-Encoding: chunked\r\n"
                 b"Content-Type: application/json\r\n\r\n" % proxy["streams_port"])
     return tls
@@ -432,6 +436,21 @@ def test_big_download_is_not_held_in_memory(proxy):
     peak_kib = int(status.split("VmHWM:")[1].split()[0])
     assert peak_kib < 200 * 1024, "the proxy grew to %d MiB for a %d MiB body" % (peak_kib >> 10, mib)
     assert last_audit(proxy, "/big")["bytes"] == mib << 20
+
+
+def test_refused_upload_is_dropped_not_kept(proxy):
+    mib = 200
+    tls = streams_tunnel(proxy)   # an allowed tunnel; the request itself is refused (placeholder in the URL)
+    tls.sendall(b"POST /upload?k=%s HTTP/1.1\r\nHost: localhost:%d\r\nContent-Length: %d\r\n\r\n"
+                % (PLACEHOLDER.encode(), proxy["streams_port"], mib << 20))
+    block = b"u" * (1 << 20)
+    for _ in range(mib):
+        tls.sendall(block)
+    answer = read_all(tls)
+    assert b" 403 " in answer.split(b"\r\n")[0] and b"reason=leak" in answer
+    status = pathlib.Path("/proc/%d/status" % proxy["proc"].pid).read_text()
+    peak_kib = int(status.split("VmHWM:")[1].split()[0])
+    assert peak_kib < 200 * 1024, "the proxy grew to %d MiB for a refused %d MiB upload" % (peak_kib >> 10, mib)
 
 
 def test_sighup_reloads_without_dropping_the_tunnel(proxy):

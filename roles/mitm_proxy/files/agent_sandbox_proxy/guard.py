@@ -124,16 +124,17 @@ def install(refusal_response):
             self.client_state = self.state_errored
 
     def state_consume_request_body(self, event):
-        meta = self.flow.metadata.get("agent_sandbox")
-        if (isinstance(event, mhttp.RequestData) and meta is not None and meta.get("decision") == "block"
-                and self.flow.response is not None):
-            # Refused already: nothing of this body will ever be sent, so none of it is kept.
-            scan = meta.get("scan")
-            if scan is not None:
-                scan(event.data)
-            meta["request_bytes"] = meta.get("request_bytes", 0) + len(event.data)
-            return
-        yield from original_consume(self, event)
+        # A plain function, not a generator: on the common path it hands back mitmproxy's own.
+        if type(event) is mhttp.RequestData and self.flow.response is not None:  # pylint: disable=unidiomatic-typecheck
+            meta = self.flow.metadata.get("agent_sandbox")
+            if meta is not None and meta.get("decision") == "block":
+                # Refused already: nothing of this body will ever be sent, so none of it is kept.
+                scan = meta.get("scan")
+                if scan is not None:
+                    scan(event.data)
+                meta["request_bytes"] = meta.get("request_bytes", 0) + len(event.data)
+                return iter(())
+        return original_consume(self, event)
 
     for name, wrapper, original in (("state_stream_request_body", state_stream_request_body, original_request),
                                     ("state_stream_response_body", state_stream_response_body, original_response),

@@ -41,15 +41,20 @@ _NOT_PRINTABLE = re.compile(rb"[^\x20-\x7e]")
 _PIECE = 1 << 20
 
 
+def prefixes(literals):
+    """(every proper start of every literal, the longest of them): what Window needs, made once."""
+    return (frozenset(lit[:i] for lit in literals for i in range(1, len(lit))),
+            max((len(lit) for lit in literals), default=1) - 1)
+
+
 class Window:
     """Finds literals (a compiled alternation of them) in a stream of chunks cut anywhere."""
 
     __slots__ = ("regex", "prefixes", "keep", "tail")
 
-    def __init__(self, regex, literals):
+    def __init__(self, regex, starts):
         self.regex = regex
-        self.prefixes = frozenset(lit[:i] for lit in literals for i in range(1, len(lit)))
-        self.keep = max((len(lit) for lit in literals), default=1) - 1
+        self.prefixes, self.keep = starts
         self.tail = b""
 
     def held(self, data):
@@ -107,9 +112,9 @@ class RequestBody:
         self.secrets = secrets
         self.meta = meta
         meta["request_bytes"] = 0
-        self.raw = Window(secrets.placeholder_re, secrets.by_placeholder)
+        self.raw = Window(secrets.placeholder_re, secrets.placeholder_starts)
         self.decoder = make_decoder(encoding) if encoding else None
-        self.decoded = Window(secrets.placeholder_re, secrets.by_placeholder) if self.decoder else None
+        self.decoded = Window(secrets.placeholder_re, secrets.placeholder_starts) if self.decoder else None
         self.refusal = None
         self.acted = False
         self.finished = False
@@ -182,7 +187,7 @@ class ResponseBody:
         self.secrets = secrets
         self.meta = meta
         meta["bytes"] = 0
-        self.window = Window(secrets.value_re, secrets.by_value)
+        self.window = Window(secrets.value_re, secrets.value_starts)
         self.decoder = decoder
         self.refusal = None
         self.acted = False
