@@ -92,7 +92,7 @@ class Streams(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(size))
             self.end_headers()
             block = b"\0" * (256 << 10)
-            for _ in range(size // len(block)):
+            for dummy in range(size // len(block)):
                 self.wfile.write(block)
 
     def do_POST(self):  # noqa: N802
@@ -444,7 +444,7 @@ def test_refused_upload_is_dropped_not_kept(proxy):
     tls.sendall(b"POST /upload?k=%s HTTP/1.1\r\nHost: localhost:%d\r\nContent-Length: %d\r\n\r\n"
                 % (PLACEHOLDER.encode(), proxy["streams_port"], mib << 20))
     block = b"u" * (1 << 20)
-    for _ in range(mib):
+    for dummy in range(mib):
         tls.sendall(block)
     answer = read_all(tls)
     assert b" 403 " in answer.split(b"\r\n")[0] and b"reason=leak" in answer
