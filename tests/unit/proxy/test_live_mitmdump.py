@@ -8,6 +8,7 @@ import gzip
 import http.client
 import json
 import pathlib
+import shutil
 import signal
 import socket
 import ssl
@@ -177,7 +178,7 @@ def proxy(tmp_path_factory):
     argv, env = package_command(
         "--mitmdump", "--listen-host", "127.0.0.1", "--listen-port", str(port),
         "--set", "confdir=%s" % (work / "confdir"), "--set", "ssl_verify_upstream_trusted_ca=%s" % pki["ca.pem"],
-        "--set", "http3=false", "--set", "flow_detail=1", "--set", "termlog_verbosity=info",
+        "--set", "http3=false", "--set", "flow_detail=1", "--set", "termlog_verbosity=info", "--set", "connection_strategy=lazy",
         "--set", "agent_sandbox_policy=%s" % policy, "--set", "agent_sandbox_secrets=%s" % secrets,
         "--set", "agent_sandbox_audit=%s" % audit)
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=dict(env, HOME=str(work)))  # pylint: disable=consider-using-with
@@ -344,6 +345,29 @@ def test_server_sent_events_reach_the_agent_one_by_one(proxy):
     assert line["decision"] == "allow" and line["bytes"] > 0
 
 
+def curl_through(proxy, *args, stdin=None):
+    """curl as an agent runs it: through the proxy, trusting its CA, unbuffered output (-N)."""
+    return subprocess.Popen(["curl", "-sS", "-N", "--proxy", "http://127.0.0.1:%d" % proxy["port"],
+                             "--cacert", str(proxy["work"] / "confdir" / "mitmproxy-ca-cert.pem")] + list(args),
+                            stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+@pytest.mark.skipif(not shutil.which("curl"), reason="curl is not installed")
+@pytest.mark.parametrize("version", ["--http1.1", "--http2"])
+def test_server_sent_events_reach_curl_one_by_one(proxy, version):
+    proc = curl_through(proxy, version, "-w", "%{http_version}\n", "https://localhost:%d/sse?n=3" % proxy["streams_port"])
+    events = []
+    for line in proc.stdout:
+        if line.startswith(b"data: "):
+            events.append(line[6:].strip().decode())
+            if events[-1].isdigit():
+                Streams.acks[int(events[-1])].set()
+        elif line.strip():
+            events.append("http/" + line.strip().decode())
+    proc.wait(timeout=30)
+    assert events == ["0", "1", "2", "http/" + ("2" if version == "--http2" else "1.1")], proc.stderr.read()
+
+
 def send_chunk(sock, data):
     sock.sendall(b"%x\r\n%s\r\n" % (len(data), data))
 
@@ -386,6 +410,35 @@ def test_placeholder_split_across_upload_chunks_never_reaches_the_upstream(proxy
     assert b"m" * 10 not in Streams.upload["received"]
     line = last_audit(proxy, "/upload")
     assert line["decision"] == "block" and line["reason"] == "leak" and line["leak"] is True
+
+
+@pytest.mark.skipif(not shutil.which("curl"), reason="curl is not installed")
+@pytest.mark.parametrize("version", ["--http1.1", "--http2"])
+def test_curl_upload_with_a_split_placeholder_is_stopped(proxy, version):
+    Streams.upload = {"received": b"", "complete": None}
+    proc = curl_through(proxy, version, "-T", "-", "-X", "POST", "-w", "\n%{http_code}",
+                        "https://localhost:%d/upload" % proxy["streams_port"], stdin=subprocess.PIPE)
+    proc.stdin.write(b"b" * 20000 + PLACEHOLDER[:10].encode())
+    proc.stdin.flush()
+    wait_for(lambda: Streams.upload["received"].endswith(b"b" * 100), "the first part upstream")
+    proc.stdin.write(PLACEHOLDER[10:].encode() + b"c" * 20000)
+    proc.stdin.close()
+    out = proc.stdout.read()
+    proc.wait(timeout=30)
+    assert out.endswith(b"\n403") and b"reason" not in out.split(b"\n")[0] or b"leak attempt" in out, out[-300:]
+    wait_for(lambda: Streams.upload["complete"] is not False, "the upstream connection to end")
+    assert Streams.upload["complete"] is None and b"c" not in Streams.upload["received"]
+    assert PLACEHOLDER[:10].encode() not in Streams.upload["received"]
+
+
+@pytest.mark.skipif(not shutil.which("curl"), reason="curl is not installed")
+@pytest.mark.parametrize("version", ["--http1.1", "--http2"])
+def test_curl_upload_of_unknown_length_arrives_whole(proxy, version):
+    proc = curl_through(proxy, version, "-T", "-", "-X", "POST", "https://localhost:%d/upload" % proxy["streams_port"],
+                        stdin=subprocess.PIPE)
+    body = b"b" * 20000 + PLACEHOLDER[:10].encode() + b"c" * 20000
+    out = proc.communicate(body, timeout=30)[0]
+    assert out == b"%d" % len(body) and Streams.upload["complete"] is True and Streams.upload["received"] == body
 
 
 def test_upload_without_placeholder_arrives_whole(proxy):
