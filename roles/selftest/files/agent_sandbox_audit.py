@@ -289,13 +289,14 @@ def summary_text(summary):
         lines.append("Showing " + ", ".join(scope) + ".")
     shown = [a for a in summary["agents"] if a["hosts"]]
     for agent in summary["agents"]:
-        if not agent["hosts"]:
-            lines += ["", "%s%s: nothing" % (agent["agent"], " (listener %s)" % agent["listener"]
-                                             if agent["listener"] else "")]
-            continue
         where = " (listener %s)" % agent["listener"] if agent["listener"] else " (no agent in doctor.json)"
-        lines += ["", "%s%s: %s%d blocked" % (agent["agent"], where, "" if summary["only_blocked"] else
-                                               "%d allowed, " % agent["allowed"], agent["blocked"])]
+        if not agent["hosts"]:
+            lines += ["", "%s%s: nothing" % (agent["agent"], where)]
+            continue
+        counts = "%d blocked" % agent["blocked"]
+        if not summary["only_blocked"]:
+            counts = "%d allowed, %s" % (agent["allowed"], counts)
+        lines += ["", "%s%s: %s" % (agent["agent"], where, counts)]
         header = ["HOST"] + ([] if summary["only_blocked"] else ["ALLOWED"]) + ["BLOCKED", "LAST SEEN (UTC)", "REASONS"]
         rows = [header] + [[h["host"]] + ([] if summary["only_blocked"] else [str(h["allowed"])])
                            + [str(h["blocked"]), shown_time(record_time(h["last_seen"])),
@@ -409,7 +410,7 @@ def follow_line(record, names):
         "  %s" % printable(status) if status is not None else "")
 
 
-def follow(path, names, keep, as_json, out, poll=0.25, stop=None):
+def follow(path, names, keep, as_json, out, poll=0.25):
     """Print each new line of the log (from keep.since, if given, else from now) until interrupted."""
     def emit(line):
         parsed = parse(line)
@@ -441,14 +442,11 @@ def follow(path, names, keep, as_json, out, poll=0.25, stop=None):
     print("agent-sandbox log: following %s%s (Ctrl-C to stop)" % (
         path, "" if opened else ", which does not exist yet"), file=sys.stderr, flush=True)
     try:
-        while stop is None or not stop.is_set():
+        while True:
             follower.step()
             time.sleep(poll)
-    except KeyboardInterrupt:
-        pass
     finally:
         follower.close()
-    return 0
 
 
 def run(args, cfg):
@@ -467,12 +465,17 @@ def run(args, cfg):
     keep = Filter(names, agent=args.agent, blocked=args.blocked, since=since)
     try:
         if args.follow:
-            return follow(path, names, keep, args.json, sys.stdout)
+            follow(path, names, keep, args.json, sys.stdout)
         reading = Reading(path)
         agents = summarise(reading.records(since), names, keep)
     except LogError as exc:
         print("agent-sandbox log: %s" % exc, file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # how --follow ends
+        return 0
+    except BrokenPipeError:  # agent-sandbox log --follow | head
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     summary = summary_json(agents, names, reading, keep, args.since)
     if args.json:
         print(json.dumps(summary, indent=2))
