@@ -11,6 +11,7 @@ mitmdump starter, addon files and machine line of benchmarks/proxy_overhead/run.
 from __future__ import annotations
 
 import argparse
+import gzip
 import http.client
 import importlib.util
 import json
@@ -39,6 +40,10 @@ BLOCK = 256 * 1024          # the server's writes and the client's reads and wri
 MIB = 1024 * 1024
 RSS_TARGET = 150 * 1000 * 1000
 CONFIGS = ("direct", "mitmdump", "addon")
+# For the protection checks: a real secret value and a placeholder of the addon's secrets file, each
+# in the middle of 1 MiB of padding (so that any streaming threshold is crossed before them).
+SECRET = overhead.SECRETS["secrets"][0]
+PAD = b"p" * (512 * 1024)
 # The numeric options: flag, default (its type is the option's), meaning.
 NUMBERS = (("--rounds", 3, "rounds over all configurations"), ("--download-mib", 1024, "download size in MiB"),
            ("--upload-mib", 200, "upload size in MiB"), ("--sse-events", 10, "events in the event stream"),
@@ -116,8 +121,29 @@ def serve(certfile, keyfile):
                 for dummy in range(whole):
                     self.wfile.write(block)
                 self.wfile.write(block[:rest])
+            elif path == "/secret":
+                self.secret(params["framing"], params["encoding"])
             else:
                 self.reply(b"ok\n")
+
+        def secret(self, framing, encoding):
+            """A body with a secret's real value in it; chunked, in two chunks split inside the value."""
+            body = PAD + SECRET["value"].encode() + PAD
+            self.send_response(200)
+            if encoding == "gzip":
+                body = gzip.compress(body)
+                self.send_header("Content-Encoding", "gzip")
+            if framing == "chunked":
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                cut = len(PAD) + 10 if encoding == "identity" else len(body) // 2
+                for piece in (body[:cut], body[cut:]):
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                self.wfile.write(b"0\r\n\r\n")
+            else:
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
 
         def do_PUT(self):  # pylint: disable=invalid-name
             self.reply(b"%d" % read_body(self, bytearray(BLOCK)))
@@ -151,18 +177,18 @@ def status_bytes(pid, field):
 class Client:
     """One kind of connection to the server: direct, or CONNECT through a proxy, TLS either way."""
 
-    def __init__(self, server_port, cafile, proxy_port=None):
-        self.server_port, self.proxy_port = server_port, proxy_port
+    def __init__(self, server_port, cafile, proxy_port=None, timeout=120):
+        self.server_port, self.proxy_port, self.timeout = server_port, proxy_port, timeout
         self.context = ssl.create_default_context(cafile=str(cafile))
 
     def connect(self):
         """An open keep-alive connection that has had one request answered, so that the timed
         request that follows finds the tunnel, both TLS sessions and the upstream connection up."""
         if self.proxy_port:
-            conn = http.client.HTTPSConnection("127.0.0.1", self.proxy_port, context=self.context, timeout=120)
+            conn = http.client.HTTPSConnection("127.0.0.1", self.proxy_port, context=self.context, timeout=self.timeout)
             conn.set_tunnel(TARGET, self.server_port)
         else:
-            conn = http.client.HTTPSConnection(TARGET, self.server_port, context=self.context, timeout=120)
+            conn = http.client.HTTPSConnection(TARGET, self.server_port, context=self.context, timeout=self.timeout)
         conn.request("GET", "/ping")
         resp = conn.getresponse()
         resp.read()
@@ -214,30 +240,78 @@ class Client:
             raise RuntimeError("download: status %d, %d of %d bytes" % (resp.status, got, size))
         return size / MIB / elapsed
 
-    def upload(self, size, chunked):
-        """MiB/s of a `size`-byte PUT, sent in BLOCK-sized writes, to the server's answer."""
+    def put(self, blocks, size, chunked):
+        """(status, answer, seconds from the request to the answer) of a PUT of `blocks` (`size` bytes)."""
         conn = self.connect()
-        block = b"u" * BLOCK
-
-        def body():
-            whole, rest = divmod(size, BLOCK)
-            for dummy in range(whole):
-                yield block
-            if rest:
-                yield block[:rest]
-
         headers = {"Content-Type": "application/octet-stream"}
         if not chunked:
             headers["Content-Length"] = str(size)
         start = time.perf_counter()
-        conn.request("PUT", "/upload", body=body(), headers=headers, encode_chunked=chunked)
+        conn.request("PUT", "/upload", body=blocks, headers=headers, encode_chunked=chunked)
         resp = conn.getresponse()
         answer = resp.read()
         elapsed = time.perf_counter() - start
         conn.close()
-        if resp.status != 200 or answer != b"%d" % size:
-            raise RuntimeError("upload: status %d, the server counted %r of %d bytes" % (resp.status, answer[:40], size))
+        return resp.status, answer, elapsed
+
+    def upload(self, size, chunked):
+        """MiB/s of a `size`-byte PUT, sent in BLOCK-sized writes, to the server's answer."""
+        block = b"u" * BLOCK
+        whole, rest = divmod(size, BLOCK)
+        status, answer, elapsed = self.put((block[:rest] if i == whole else block for i in range(whole + bool(rest))),
+                                           size, chunked)
+        if status != 200 or answer != b"%d" % size:
+            raise RuntimeError("upload: status %d, the server counted %r of %d bytes" % (status, answer[:40], size))
         return size / MIB / elapsed
+
+    def fetch(self, path):
+        """(status, body decoded, whether the connection still serves a request after it) of a GET."""
+        conn = self.connect()
+        conn.request("GET", path, headers={"Accept-Encoding": "gzip"})
+        resp = conn.getresponse()
+        body = resp.read()
+        if resp.getheader("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        try:
+            conn.request("GET", "/ping")
+            intact = conn.getresponse().read() == b"ok\n"
+        except (OSError, http.client.HTTPException):
+            intact = False
+        conn.close()
+        return resp.status, body, intact
+
+
+def protections(client):
+    """What one proxy does with a secret's value in a response, and with a placeholder in a request
+    body bound for a host the secret is not for: {case: (the addon's promise kept, what happened)}."""
+    value, placeholder = SECRET["value"].encode(), SECRET["placeholder"].encode()
+    found = {}
+    for framing in ("length", "chunked"):
+        for encoding in ("identity", "gzip"):
+            case = "response with a secret's value, %s, %s" % ("Content-Length" if framing == "length" else framing, encoding)
+            try:
+                status, body, intact = client.fetch("/secret?framing=%s&encoding=%s" % (framing, encoding))
+            except (OSError, http.client.HTTPException, EOFError, gzip.BadGzipFile) as exc:
+                found[case] = (False, "error: %s" % exc.__class__.__name__)
+                continue
+            what = "masked" if placeholder in body and value not in body else "value passes" if value in body else "neither"
+            if status != 200:
+                what += ", status %d" % status
+            if len(body) != 2 * len(PAD) + len(placeholder) and what == "masked":
+                what += ", %+d bytes" % (len(body) - 2 * len(PAD) - len(placeholder))
+            if not intact:
+                what += ", the connection is broken after it"
+            found[case] = (what == "masked", what)
+    for chunked in (False, True):
+        case = "request body with a placeholder, %s" % ("chunked" if chunked else "Content-Length")
+        try:
+            status, answer, dummy = client.put([PAD, placeholder + PAD], 2 * len(PAD) + len(placeholder), chunked)
+        except (OSError, http.client.HTTPException) as exc:
+            found[case] = (True, "refused (%s)" % exc.__class__.__name__)
+            continue
+        passed = status == 200 and answer == b"%d" % (2 * len(PAD) + len(placeholder))
+        found[case] = (not passed, "passes" if passed else "refused (%d)" % status)
+    return found
 
 
 # ------------------------------------------------------------------ the proxies
@@ -399,6 +473,13 @@ def main(argv=None):
                               fmt(data["download"][-1], "MiB/s"), fmt(data["upload_length"][-1], "MiB/s"),
                               fmt(data["upload_chunked"][-1], "MiB/s"), fmt(data["rss_download"][-1], "MB"),
                               fmt(data["rss_upload"][-1], "MB")), flush=True)
+            # Fast figures mean little if masking or the leak check were bypassed to get them.
+            proxies = start_proxies(work, pki["ca.pem"], files, addon_options)
+            checks = {name: protections(Client(server_port, proxy_ca, port, timeout=10))
+                      for name, (proc, port) in proxies.items()}
+            for proc, port in proxies.values():
+                overhead.stop(proc)
+            proxies = {}
             # The addon really was in the path: an audit line for every request it passed.
             lines = files["agent_sandbox_audit"].read_text().count("\n")
             if lines < requests:
@@ -417,12 +498,20 @@ def main(argv=None):
     print()
     print("Figures: medians over %d rounds; ratios: median of the per-round ratios; MiB/s from sending the request "
           "to the last byte (download) or the server's answer (upload); MB = 10^6 bytes." % args.rounds)
+    print()
+    print("| protection (1 MiB bodies, fresh proxies) | mitmdump (the control) | addon | kept by the addon |")
+    print("|---|---|---|---|")
+    for case, (kept, what) in checks["addon"].items():
+        print("| %s | %s | %s | %s |" % (case, checks["mitmdump"][case][1], what, "yes" if kept else "NO"))
+    verdicts["protections"] = all(kept for kept, what in checks["addon"].values())
+    if any(kept for kept, what in checks["mitmdump"].values()):
+        print("WARNING: plain mitmdump passed a protection check it cannot pass: the check is broken")
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps({
             "machine": overhead.machine(), "load_start": load_start, "load_end": load_end,
             "options": {"rounds": args.rounds, "download_mib": args.download_mib, "upload_mib": args.upload_mib,
                         "sse_events": args.sse_events, "sse_delay": args.sse_delay, "addon_options": addon_options},
-            "results": results, "targets_met": verdicts}, indent=1))
+            "results": results, "protections": checks, "targets_met": verdicts}, indent=1))
     return 0
 
 
