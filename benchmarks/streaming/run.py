@@ -17,6 +17,7 @@ import importlib.util
 import json
 import os
 import pathlib
+import random
 import ssl
 import statistics
 import subprocess
@@ -53,6 +54,13 @@ UPLOADS = (("upload_length", "Content-Length"), ("upload_chunked", "chunked"))
 
 # ------------------------------------------------------------------ the HTTPS server (own process)
 
+def body_block(seed):
+    """BLOCK pseudo-random bytes, the same on every run: large downloads are mostly compressed
+    (archives, wheels, images), and a body of one repeated byte is a best or worst case for the
+    substring searches the addon runs on every chunk, depending on the byte."""
+    return random.Random(seed).randbytes(BLOCK)
+
+
 def read_body(handler, buf):
     """Read and discard the request body (Content-Length or chunked); return its length."""
     rfile, view, total = handler.rfile, memoryview(buf), 0
@@ -83,7 +91,7 @@ def read_body(handler, buf):
 def serve(certfile, keyfile):
     from http.server import BaseHTTPRequestHandler  # pylint: disable=import-outside-toplevel
 
-    block = b"x" * BLOCK
+    block = body_block(0)
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"     # keep-alive
@@ -277,7 +285,7 @@ class Client:
 
     def upload(self, size, chunked):
         """MiB/s of a `size`-byte PUT, sent in BLOCK-sized writes, to the server's answer."""
-        block = b"u" * BLOCK
+        block = body_block(1)
         whole, rest = divmod(size, BLOCK)
         status, answer, elapsed = self.put((block[:rest] if i == whole else block for i in range(whole + bool(rest))),
                                            size, chunked)
