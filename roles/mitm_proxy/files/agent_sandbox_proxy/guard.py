@@ -80,6 +80,10 @@ def install(refusal_response):
             yield from self.send_response()
         else:
             # The upstream had begun its answer: it cannot become a 403 any more, so it is cut off.
+            # The refusal is still recorded as the leak it is (the 403 made for it is not sent).
+            answer = flow.response
+            state["refusal_response"](flow, body.refusal)
+            flow.response = answer
             flow.error = mflow.Error(message)
             yield mhttp.HttpErrorHook(flow)
             yield mhttp.SendHttp(mhttp.ResponseProtocolError(self.stream_id, message, server_error), self.context.client)

@@ -206,7 +206,7 @@ class ResponseBody:
     def _pass(self, chunk):
         last = not chunk
         if self.decoder is None:
-            pieces = [chunk]
+            return self._mask(chunk, last)
         else:
             try:
                 pieces = self.decoder.flush() if last else self.decoder.decode(chunk)
