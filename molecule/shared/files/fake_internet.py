@@ -215,12 +215,18 @@ class Handler(BaseHTTPRequestHandler):
             try:
                 if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
                     while True:
-                        size = int(self.rfile.readline(100).split(b";")[0].strip() or b"x", 16)
+                        line = self.rfile.readline(100)
+                        if not line:
+                            raise EOFError
+                        size = int(line.split(b";")[0].strip(), 16)
                         if size == 0:
                             self.rfile.readline(100)
                             break
                         take(size)
-                        if self.rfile.readline(3) not in (b"\r\n", b"\n"):
+                        end_of_chunk = self.rfile.readline(3)
+                        if not end_of_chunk:
+                            raise EOFError
+                        if end_of_chunk not in (b"\r\n", b"\n"):
                             raise ValueError("bad chunk end")
                 else:
                     take(int(self.headers.get("Content-Length") or 0))
