@@ -567,11 +567,14 @@ def test_sse_events_reach_the_agent_in_lockstep_with_curl(host, framing, version
     reach the agent while the stream is still open: a proxy that holds the body back deadlocks
     it until the server gives up (15 s), and the agent then sees one event at most.
     version: the HTTP version between the agent and the proxy (the fake site speaks 1.1)."""
-    ident = run_id("sse-curl-%s-%s" % (framing, version))
-    extra = "--http%s -w '%%{stderr}%%{http_version}'" % ("2" if version == "2" else "1.1")
+    ident = run_id("sse-curl-%s-http%s" % (framing, version.replace(".", "")))
+    extra = "--http%s -w '%%{stderr}%%{http_code} %%{http_version}'" % ("2" if version == "2" else "1.1")
     out = as_agent(host, SSE_CURL % {"extra": extra, "id": ident, "n": len(EVENTS), "framing": framing})
     assert out.stdout.splitlines() == EVENTS + ["acked 5"], out.stdout + out.stderr
-    assert out.stderr == version
+    # (At the end of a close-delimited stream mitmproxy 12.2.3 may close the agent's TLS
+    # connection without close_notify, plain mitmdump too: curl then adds "curl: (56) ...
+    # unexpected eof" once it has every event.)
+    assert out.stderr.splitlines()[-1] == "200 " + version, out.stderr
     assert wait_for_stream_record(host, ident) == {"kind": "sse", "id": ident, "events": 5, "acked": 5, "gave_up": False}
 
 

@@ -136,6 +136,14 @@ class Handler(BaseHTTPRequestHandler):
             data = b"%x\r\n%s\r\n" % (len(data), data) if data else b"0\r\n\r\n"
         if data:
             self.wfile.write(data)
+        elif framing == "close" and isinstance(self.connection, ssl.SSLSocket):
+            # The end of the body is the end of the connection: say so in TLS (close_notify),
+            # as a server must for its clients to tell the end from a cut.
+            try:
+                self.connection.settimeout(2)
+                self.connection.unwrap()
+            except (OSError, ValueError):
+                pass
 
     def sse(self, args):
         """Event k+1 is sent only once the client has written k (or more) to /tmp/sse-ack-ID.
