@@ -486,30 +486,54 @@ SSE_CURL = (
 
 # An upload whose body the client sends in parts, pausing after each so that they reach the proxy
 # apart: header, part 1, part 2, part 3. framing: chunked (one chunk per part) or length.
+# lockstep: before it sends the next part, wait (15 s at most) until the server has all but
+# 1 KiB of the parts sent so far (a proxy may hold back a placeholder's length); "stalled" lists
+# the parts after which it waited in vain.
 UPLOAD_PY = PY_CLIENT_HEAD + r'''
-ident, framing, parts = sys.argv[1], sys.argv[2], [part.encode() for part in sys.argv[3:]]
+ident, framing, mode, parts = sys.argv[1], sys.argv[2], sys.argv[3], [part.encode() for part in sys.argv[4:]]
+lockstep = mode == "lockstep"
+stalled = []
+
+def wait_for_upstream(count, index):
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            with open("/tmp/upload-progress-%s" % ident) as note:
+                if int(note.read() or 0) >= count - 1024:
+                    return
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.01)
+    stalled.append(index)
+
 conn = connect(False)
-conn.putrequest("POST", "/stream/upload?id=%s" % ident)
+conn.putrequest("POST", "/stream/upload?id=%s%s" % (ident, "&progress=1" if lockstep else ""))
 conn.putheader("Content-Type", "application/octet-stream")
 if framing == "chunked":
     conn.putheader("Transfer-Encoding", "chunked")
 else:
     conn.putheader("Content-Length", str(sum(len(part) for part in parts)))
 conn.endheaders()
-errors = []
-for part in parts + ([b""] if framing == "chunked" else []):
-    time.sleep(0.5)
+errors, sent = [], 0
+for index, part in enumerate(parts + ([b""] if framing == "chunked" else [])):
+    if lockstep and 0 < index < len(parts):
+        wait_for_upstream(sent, index)
+    else:
+        time.sleep(0.5)
     try:
         conn.send(b"%x\r\n%s\r\n" % (len(part), part) if framing == "chunked" else part)
     except OSError as exc:
         errors.append(type(exc).__name__)
         break
+    sent += len(part)
 try:
     resp = conn.getresponse()
     out = {"status": resp.status, "block": resp.headers.get("X-Agent-Sandbox-Block"), "body": resp.read().decode()[:2000]}
 except (OSError, http.client.HTTPException) as exc:
     out = {"status": None, "error": type(exc).__name__}
 out["send_errors"] = errors
+if lockstep:
+    out["stalled"] = stalled
 print(json.dumps(out))
 '''
 
@@ -678,7 +702,7 @@ def test_a_placeholder_split_across_upload_chunks_is_refused_before_it_leaves(ho
     ident = run_id("split-" + framing)
     parts = upload_parts(placeholder=True)
     seen = len(audit_lines(host, "/stream/upload"))
-    out = py(host, UPLOAD_PY, [ident, framing] + parts)
+    out = py(host, UPLOAD_PY, [ident, framing, "paced"] + parts)
     assert out["status"] == 403, out
     assert "reason=leak" in out["block"] and "leak" in out["body"]
     # The upstream got part 1 at most (a streaming proxy passes it on before it can know), never
@@ -696,13 +720,15 @@ def test_a_placeholder_split_across_upload_chunks_is_refused_before_it_leaves(ho
 
 
 @pytest.mark.parametrize("framing", ["chunked", "length"])
-def test_control_the_same_upload_without_a_placeholder_arrives_whole(host, framing):
+def test_control_the_same_upload_without_a_placeholder_arrives_whole_and_streamed(host, framing):
+    """The client sends part 2 only once the upstream has part 1 (lockstep): a proxy that holds the
+    request body back until it is complete stalls it (15 s per part, then the client goes on)."""
     ident = run_id("whole-" + framing)
     parts = upload_parts(placeholder=False)
     body = "".join(parts).encode()
     seen = len(audit_lines(host, "/stream/upload"))
-    out = py(host, UPLOAD_PY, [ident, framing] + parts)
-    assert out["status"] == 200, out
+    out = py(host, UPLOAD_PY, [ident, framing, "lockstep"] + parts)
+    assert (out["status"], out["stalled"]) == (200, []), out
     record = wait_for_stream_record(host, ident)
     assert record == {"kind": "upload", "id": ident, "bytes": len(body), "sha256": hashlib.sha256(body).hexdigest(),
                       "end": "complete"}

@@ -100,7 +100,7 @@ class Handler(BaseHTTPRequestHandler):
     def stream(self):
         """GET  /stream/sse?id=ID&n=N[&framing=close]    lockstep server-sent events
         GET  /stream/bytes?id=ID&size=N[&framing=...]  N bytes of noise
-        POST /stream/upload?id=ID                      a body (chunked or Content-Length), taken as it comes
+        POST /stream/upload?id=ID[&progress=1]         a body (chunked or Content-Length), taken as it comes
         ID names the run: its record in streams.jsonl, its acknowledgement file, its upload file.
         framing: length (a Content-Length), chunked, or close (the end of the body is the end of
         the connection)."""
@@ -201,8 +201,11 @@ class Handler(BaseHTTPRequestHandler):
     def upload(self, args):
         """Take the body as it arrives: every piece is appended to uploads/ID.bin at once, so the
         test sees exactly what reached the upstream, complete or not. The answer comes only after
-        the whole body: a refusal by the proxy mid-body is never pre-empted by this server."""
+        the whole body: a refusal by the proxy mid-body is never pre-empted by this server.
+        progress=1: the count of bytes received so far is also kept in /tmp/upload-progress-ID, for
+        anyone to read (a client can wait for its first part to arrive before it sends the next)."""
         ident = args["id"]
+        progress = "/tmp/upload-progress-%s" % ident if args.get("progress") == "1" else None
         folder = os.path.join(os.path.dirname(self.config["log"]), "uploads")
         os.makedirs(folder, exist_ok=True)
         digest, received, end = hashlib.sha256(), 0, "complete"
@@ -219,6 +222,11 @@ class Handler(BaseHTTPRequestHandler):
                     digest.update(piece)
                     received += len(piece)
                     count -= len(piece)
+                    if progress:
+                        with open(progress + ".new", "w", encoding="ascii") as note:
+                            os.fchmod(note.fileno(), 0o644)
+                            note.write(str(received))
+                        os.replace(progress + ".new", progress)
 
             try:
                 if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
