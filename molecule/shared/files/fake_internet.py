@@ -100,7 +100,7 @@ class Handler(BaseHTTPRequestHandler):
     def stream(self):
         """GET  /stream/sse?id=ID&n=N[&framing=close]    lockstep server-sent events
         GET  /stream/bytes?id=ID&size=N[&framing=...]  N bytes of noise
-        POST /stream/upload?id=ID[&progress=1]         a body (chunked or Content-Length), taken as it comes
+        POST /stream/upload?id=ID[&progress=1][&early=1]  a body (chunked or Content-Length), taken as it comes
         ID names the run: its record in streams.jsonl, its acknowledgement file, its upload file.
         framing: length (a Content-Length), chunked, or close (the end of the body is the end of
         the connection)."""
@@ -203,13 +203,18 @@ class Handler(BaseHTTPRequestHandler):
         test sees exactly what reached the upstream, complete or not. The answer comes only after
         the whole body: a refusal by the proxy mid-body is never pre-empted by this server.
         progress=1: the count of bytes received so far is also kept in /tmp/upload-progress-ID, for
-        anyone to read (a client can wait for its first part to arrive before it sends the next)."""
+        anyone to read (a client can wait for its first part to arrive before it sends the next).
+        early=1: answer at once, before the body, then read the body all the same (as a server that
+        refuses or accepts an upload on its headers may)."""
         ident = args["id"]
         progress = "/tmp/upload-progress-%s" % ident if args.get("progress") == "1" else None
         folder = os.path.join(os.path.dirname(self.config["log"]), "uploads")
         os.makedirs(folder, exist_ok=True)
         digest, received, end = hashlib.sha256(), 0, "complete"
         self.connection.settimeout(self.PATIENCE)
+        early = args.get("early") == "1"
+        if early:
+            self._send(200, json.dumps({"kind": "upload", "id": ident, "early": True}).encode(), "application/json")
         with open(os.path.join(folder, ident + ".bin"), "wb", buffering=0) as sink:
 
             def take(count):
@@ -254,8 +259,8 @@ class Handler(BaseHTTPRequestHandler):
                 end = type(exc).__name__
         record = {"kind": "upload", "id": ident, "bytes": received, "sha256": digest.hexdigest(), "end": end}
         self._stream_log(record)
-        if end != "complete":
-            self.close_connection = True
+        if end != "complete" or early:
+            self.close_connection = end != "complete"
             return None
         return self._send(200, json.dumps(record).encode(), "application/json")
 
