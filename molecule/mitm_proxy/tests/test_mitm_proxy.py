@@ -692,10 +692,11 @@ def test_the_memory_limit_is_enforced_in_this_container(host):
 
 
 def upload_parts(placeholder):
-    """Three parts; with a placeholder, part 1 ends with its first half and part 2 starts with the rest."""
+    """Three parts; with a placeholder, part 1 ends with its first half and part 2 starts with the rest.
+    120 kB in all: the proxy may take a body with a Content-Length of up to 64 KiB whole."""
     half = len(PLACEHOLDER) // 2
     first, second = (PLACEHOLDER[:half], PLACEHOLDER[half:]) if placeholder else ("h" * half, "H" * (len(PLACEHOLDER) - half))
-    return ["a" * 4000 + first, second + "AFTER-THE-PLACEHOLDER" + "b" * 4000, "TAIL" + "c" * 4000]
+    return ["a" * 40000 + first, second + "AFTER-THE-PLACEHOLDER" + "b" * 40000, "TAIL" + "c" * 40000]
 
 
 def assert_cut_after_part_1(host, ident, parts):
@@ -781,6 +782,21 @@ def test_control_the_same_upload_without_a_placeholder_arrives_whole_and_streame
     assert json.loads(out["body"]) == record
     line = new_audit_line(host, "/stream/upload", seen)
     assert (line["decision"], line["leak"], line["request_bytes"]) == ("allow", False, len(body))
+
+
+@pytest.mark.parametrize("encoding", ["identity", "gzip"])
+def test_a_secret_reflected_across_two_chunks_of_a_streamed_response_is_masked(host, encoding):
+    """api.secret.test echoes the injected credential in a streamed body, its halves in two chunks
+    sent apart (gzip: two flushed parts of one gzip stream)."""
+    ident = run_id("reflect-" + encoding)
+    out = as_agent(host, '. ~/.agent-env && curl -sS --compressed -H "x-api-key: $TEST_API_KEY" '
+                   "'https://api.secret.test/stream/reflect?id=%s&encoding=%s'" % (ident, encoding))
+    assert out.rc == 0, out.stderr
+    assert SECRET not in out.stdout and SECRET[:12] not in out.stdout and SECRET[12:] not in out.stdout
+    # Control: the whole body came, and what the upstream echoed was the real value.
+    assert out.stdout.startswith("BEGIN ") and out.stdout.endswith(" END\n"), out.stdout
+    assert wait_for_stream_record(host, ident)["reflected"]
+    assert last_fake_request(host, "api.secret.test")["headers"]["x-api-key"] == SECRET
 
 
 def test_audit_counts_bytes_of_streamed_flows(host):

@@ -7,7 +7,8 @@ allowed.test     a page, a smart-HTTP git repository (git http-backend), a PyPI 
                  under /stream/, endpoints that check the proxy streams bodies (see Handler.stream)
 blocked.test     a page nobody behind the proxy should see
 api.secret.test  echoes the request headers back, and records them in a root-only log so the
-                 verifier can see which credential really arrived
+                 verifier can see which credential really arrived; /stream/reflect echoes the
+                 credential in a streamed body, cut in two across chunks
 
 Usage: fake_internet.py CONFIG.json (sites, cert, key, root, log).
 """
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -58,7 +60,7 @@ class Handler(BaseHTTPRequestHandler):
     do_POST = do_HEAD = do_PUT = do_GET
 
     def handle_any(self):
-        if self.site == "allowed.test" and self.path.startswith("/stream/"):
+        if self.site in ("allowed.test", "api.secret.test") and self.path.startswith("/stream/"):
             return self.stream()
         body = self._body()
         self._record(body)
@@ -109,7 +111,10 @@ class Handler(BaseHTTPRequestHandler):
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", args.get("id", "")):
             return self._send(400, b"id must be 1-64 letters, digits, _ or -\n")
         self._record(b"")
-        handler = {"/stream/sse": self.sse, "/stream/bytes": self.noise, "/stream/upload": self.upload}.get(path)
+        handlers = {"/stream/sse": self.sse, "/stream/bytes": self.noise, "/stream/upload": self.upload}
+        if self.site == "api.secret.test":
+            handlers = {"/stream/reflect": self.reflect}
+        handler = handlers.get(path)
         if handler is None:
             return self._send(404, b"not found\n")
         return handler(args)
@@ -196,6 +201,30 @@ class Handler(BaseHTTPRequestHandler):
         except OSError as exc:
             end = type(exc).__name__
         self._stream_log({"kind": "bytes", "id": ident, "bytes": sent, "sha256": digest.hexdigest(), "end": end})
+        return None
+
+    def reflect(self, args):
+        """(api.secret.test) The x-api-key header that arrived, in a chunked body: BEGIN, its first
+        half, then a pause, then its second half and END, in two chunks, gzip-compressed with
+        encoding=gzip (each chunk a flushed part of one gzip stream). A proxy that masks each
+        chunk on its own lets the credential through."""
+        value = self.headers.get("x-api-key", "").encode()
+        half = len(value) // 2
+        parts = [b"BEGIN " + value[:half], value[half:] + b" END\n"]
+        gzip = args.get("encoding") == "gzip"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Transfer-Encoding", "chunked")
+        if gzip:
+            self.send_header("Content-Encoding", "gzip")
+            packer = zlib.compressobj(wbits=31)
+            parts = [packer.compress(parts[0]) + packer.flush(zlib.Z_SYNC_FLUSH), packer.compress(parts[1]) + packer.flush()]
+        self.end_headers()
+        self._write("chunked", parts[0])
+        time.sleep(0.3)
+        self._write("chunked", parts[1])
+        self._write("chunked", b"")
+        self._stream_log({"kind": "reflect", "id": args["id"], "reflected": bool(value)})
         return None
 
     def upload(self, args):
