@@ -113,11 +113,26 @@ class Env:
         self.addon.request(flow)
         if flow.response is None:
             flow.response = response if response is not None else http.Response.make(200, b"ok")
-            self.addon.responseheaders(flow)
-        else:
-            self.addon.responseheaders(flow)
+        self.addon.responseheaders(flow)
+        stream_through(flow.response)
         self.addon.response(flow)
         return flow
+
+
+def _chunks(result):
+    return [result] if isinstance(result, bytes) else list(result)
+
+
+def stream_through(response):
+    """What mitmproxy does with a body when responseheaders set a stream callable: every chunk
+    through it, then b"" (here one chunk); the body is then not kept (raw_content None)."""
+    if callable(response.stream):
+        body = response.raw_content or b""
+        out = b"".join(_chunks(response.stream(body)) + _chunks(response.stream(b"")))
+        response.stream = False
+        response.raw_content = out
+        return out
+    return None
 
 
 def connect_flow(host, port=443, listener=8080, headers=()):

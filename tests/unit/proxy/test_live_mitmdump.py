@@ -4,6 +4,7 @@ Local only: an HTTPS echo server and a raw TCP listener on 127.0.0.1 with a CA m
 Names the policy refuses (blocked.test) do not resolve anywhere: a refusal that needed DNS would fail
 differently from the 403 asserted here.
 """
+import gzip
 import http.client
 import json
 import pathlib
@@ -46,6 +47,87 @@ class Echo(BaseHTTPRequestHandler):
         pass
 
 
+class Streams(BaseHTTPRequestHandler):
+    """Bodies that show whether the proxy passes them on as they come.
+
+    /sse?n=N   an event, then the next only once the client said (acks) it has the one before:
+               a proxy that holds the body back deadlocks, and the stream ends with "timeout".
+    /upload    a chunked upload, read chunk by chunk; what arrived and whether it ended is kept.
+    /gzip      a gzip body holding the secret.  /big?mib=N  N MiB of zeros.
+    """
+    protocol_version = "HTTP/1.1"
+    acks = {}
+    upload = {"received": b"", "complete": None}
+
+    def do_GET(self):  # noqa: N802
+        path, _sep, query = self.path.partition("?")
+        if path == "/sse":
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for i in range(int(query.split("=")[1])):
+                event = threading.Event()
+                Streams.acks[i] = event
+                self._chunk(b"data: %d\n\n" % i)
+                if not event.wait(10):
+                    self._chunk(b"data: timeout\n\n")
+                    break
+            self._chunk(b"")
+        elif path == "/gzip":
+            body = gzip.compress(b'{"key": "' + SECRET.encode() + b'", "pad": "' + b"p" * 100000 + b'"}')
+            if query == "chunked":   # streamed through the proxy
+                self.send_response(200)
+                self.send_header("Content-Encoding", "gzip")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                for i in range(0, len(body), 50):
+                    self._chunk(body[i:i + 50])
+                self._chunk(b"")
+            else:                    # small: taken whole by the proxy
+                self._whole(body, {"Content-Encoding": "gzip"})
+        elif path == "/big":
+            size = int(query.split("=")[1]) << 20
+            self.send_response(200)
+            self.send_header("Content-Length", str(size))
+            self.end_headers()
+            block = b"\0" * (256 << 10)
+            for _ in range(size // len(block)):
+                self.wfile.write(block)
+
+    def do_POST(self):  # noqa: N802
+        Streams.upload = state = {"received": b"", "complete": False}
+        try:
+            while True:
+                size = int(self.rfile.readline().split(b";")[0], 16)
+                if size == 0:
+                    self.rfile.readline()
+                    state["complete"] = True
+                    break
+                state["received"] += self.rfile.read(size)
+                self.rfile.readline()
+        except (OSError, ValueError):
+            state["complete"] = None   # cut off mid-body
+            self.close_connection = True
+            return
+        self._whole(b"%d" % len(state["received"]), {})
+
+    def _chunk(self, data):
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    def _whole(self, body, headers):
+        self.send_response(200)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):  # pylint: disable=arguments-differ
+        pass
+
+
 class RawListener(threading.Thread):
     """Counts the bytes anybody sends it."""
 
@@ -76,10 +158,13 @@ def proxy(tmp_path_factory):
     pki = make_pki(work)
     server = https_server(Echo, pki["server.pem"], pki["server.key"])
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    streams = https_server(Streams, pki["server.pem"], pki["server.key"])
+    threading.Thread(target=streams.serve_forever, daemon=True).start()
     raw = RawListener()
     raw.start()
     https_port = server.server_address[1]
-    policy = write_json(work / "policy.json", {"rules": [{"host": "localhost", "ports": [https_port, raw.port]}]})
+    streams_port = streams.server_address[1]
+    policy = write_json(work / "policy.json", {"rules": [{"host": "localhost", "ports": [https_port, raw.port, streams_port]}]})
     secrets = write_json(work / "secrets.json", {"secrets": [
         {"name": "api", "placeholder": PLACEHOLDER, "value": SECRET, "hosts": ["localhost"],
          "header": "Authorization: Bearer {secret}"}]})
@@ -107,10 +192,12 @@ def proxy(tmp_path_factory):
                 pytest.fail("mitmdump did not start: %s" % log.read().decode(errors="replace"))
             time.sleep(0.2)
     client_ctx = ssl.create_default_context(cafile=str(work / "confdir" / "mitmproxy-ca-cert.pem"))
-    yield {"proc": proc, "policy": policy, "work": work, "port": port, "https_port": https_port, "raw": raw, "audit": audit, "log": log, "ctx": client_ctx}
+    yield {"proc": proc, "policy": policy, "work": work, "port": port, "https_port": https_port, "raw": raw, "audit": audit,
+           "log": log, "ctx": client_ctx, "streams_port": streams_port}
     proc.terminate()
     proc.wait(timeout=20)
     server.shutdown()
+    streams.shutdown()
 
 
 def raw_connect(proxy, target):
@@ -151,7 +238,7 @@ def test_allowed_request_and_secret_injection(proxy):
     status, dummy, body = get(proxy, "/hello?x=1", {"Authorization": "Bearer " + PLACEHOLDER})
     assert status == 200
     assert Echo.seen[-1]["headers"]["Authorization"] == "Bearer " + SECRET   # the upstream got the secret
-    assert json.loads(body)["authorization"] == "Bearer " + PLACEHOLDER       # its echo comes back masked
+    assert json.loads(body)["authorization"] == "Bearer " + "*" * len(SECRET)      # its echo comes back masked
 
 
 def test_connect_to_a_refused_host_is_answered_before_any_lookup(proxy):
@@ -224,6 +311,127 @@ def test_audit_and_logs_hold_no_secret(proxy):
     proxy["log"].seek(0)
     everything = proxy["audit"].read_text() + proxy["log"].read().decode(errors="replace")
     assert SECRET not in everything
+
+
+# ---------------------------------------------------------------- bodies in flight
+
+def streams_conn(proxy):
+    conn = http.client.HTTPSConnection("127.0.0.1", proxy["port"], context=proxy["ctx"], timeout=30)
+    conn.set_tunnel("localhost", proxy["streams_port"])
+    return conn
+
+
+def last_audit(proxy, path):
+    time.sleep(0.3)
+    return [json.loads(line) for line in proxy["audit"].read_text().splitlines() if '"%s"' % path in line][-1]
+
+
+def test_server_sent_events_reach_the_agent_one_by_one(proxy):
+    conn = streams_conn(proxy)
+    conn.request("GET", "/sse?n=4")
+    resp = conn.getresponse()
+    events = []
+    while True:
+        line = resp.readline()
+        if not line:
+            break
+        if line.startswith(b"data: "):
+            events.append(line[6:].strip().decode())
+            if events[-1].isdigit():
+                Streams.acks[int(events[-1])].set()   # only now does the server send the next one
+    assert events == ["0", "1", "2", "3"]         # a buffering proxy gets ["0", "timeout"]
+    line = last_audit(proxy, "/sse")
+    assert line["decision"] == "allow" and line["bytes"] > 0
+
+
+def send_chunk(sock, data):
+    sock.sendall(b"%x\r\n%s\r\n" % (len(data), data))
+
+
+def wait_for(condition, what):
+    deadline = time.monotonic() + 15
+    while not condition():
+        assert time.monotonic() < deadline, "never happened: " + what
+        time.sleep(0.05)
+
+
+def start_upload(proxy):
+    sock, head = raw_connect(proxy, "localhost:%d" % proxy["streams_port"])
+    assert head.startswith(b"HTTP/1.1 200")
+    tls = proxy["ctx"].wrap_socket(sock, server_hostname="localhost")
+    tls.sendall(b"POST /upload HTTP/1.1\r\nHost: localhost:%d\r\nTransfer-Encoding: chunked\r\n"
+                b"Content-Type: application/json\r\n\r\n" % proxy["streams_port"])
+    return tls
+
+
+@pytest.mark.parametrize("cut", [1, 17, len(PLACEHOLDER) - 1])
+def test_placeholder_split_across_upload_chunks_never_reaches_the_upstream(proxy, cut):
+    Streams.upload = {"received": b"", "complete": None}
+    first = b'{"pad": "' + b"a" * 5000 + b'", "token": "' + PLACEHOLDER[:cut].encode()
+    tls = start_upload(proxy)
+    send_chunk(tls, first)
+    # The upstream has what came before the placeholder: the body is really streamed.
+    wait_for(lambda: Streams.upload["received"].endswith(b"a" * 5000 + b'", "token": "'), "the first chunk upstream")
+    send_chunk(tls, PLACEHOLDER[cut:].encode() + b'", "more": "' + b"m" * 5000 + b'"}')
+    answer = read_all(tls)
+    assert answer.startswith(b"HTTP/1.1 403 ") and b"reason=leak" in answer
+    assert b"logged as a leak attempt" in answer
+    wait_for(lambda: Streams.upload["complete"] is not False, "the upstream connection to end")
+    assert Streams.upload["complete"] is None            # cut off: no complete request upstream
+    assert PLACEHOLDER[:cut].encode() not in Streams.upload["received"][-cut - 12:]
+    assert b"m" * 10 not in Streams.upload["received"]
+    line = last_audit(proxy, "/upload")
+    assert line["decision"] == "block" and line["reason"] == "leak" and line["leak"] is True
+
+
+def test_upload_without_placeholder_arrives_whole(proxy):
+    tls = start_upload(proxy)
+    body = b'{"pad": "' + b"a" * 5000 + b'", "token": "' + PLACEHOLDER[:-1].encode()
+    send_chunk(tls, body)
+    wait_for(lambda: Streams.upload["received"].startswith(b'{"pad"'), "the first chunk upstream")
+    send_chunk(tls, b'"}')
+    send_chunk(tls, b"")
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += tls.recv(4096)
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert Streams.upload["complete"] is True and Streams.upload["received"] == body + b'"}'
+    line = last_audit(proxy, "/upload")
+    assert line["decision"] == "allow" and line["request_bytes"] == len(body) + 2
+
+
+@pytest.mark.parametrize("query", ["chunked", "whole"])
+def test_compressed_response_is_masked(proxy, query):
+    conn = streams_conn(proxy)
+    conn.request("GET", "/gzip?" + query, headers={"Accept-Encoding": "gzip"})
+    resp = conn.getresponse()
+    body = resp.read()
+    if query == "chunked":   # decoded on the fly, passed on decoded
+        assert resp.getheader("Content-Encoding") is None
+    else:
+        assert resp.getheader("Content-Encoding") == "gzip"
+        body = gzip.decompress(body)
+    assert body.startswith(b'{"key": "' + b"*" * len(SECRET) + b'"') and SECRET.encode() not in body
+    line = last_audit(proxy, "/gzip")
+    assert line["masked"] is True and line["bytes"] > 0
+
+
+def test_big_download_is_not_held_in_memory(proxy):
+    mib = 256
+    conn = streams_conn(proxy)
+    conn.request("GET", "/big?mib=%d" % mib)
+    resp = conn.getresponse()
+    total = 0
+    while True:
+        chunk = resp.read(1 << 20)
+        if not chunk:
+            break
+        total += len(chunk)
+    assert total == mib << 20
+    status = pathlib.Path("/proc/%d/status" % proxy["proc"].pid).read_text()
+    peak_kib = int(status.split("VmHWM:")[1].split()[0])
+    assert peak_kib < 200 * 1024, "the proxy grew to %d MiB for a %d MiB body" % (peak_kib >> 10, mib)
+    assert last_audit(proxy, "/big")["bytes"] == mib << 20
 
 
 def test_sighup_reloads_without_dropping_the_tunnel(proxy):

@@ -24,12 +24,24 @@ from .audit import AuditLog, timestamp
 from .hosts import IP, WILDCARD, classify_host, split_authority
 from .messages import block_response, block_text, clip, text_safe
 from .policy import DEFAULT_HINT, Decision, PolicyError, load_policy
-from .secrets import SecretSet, StreamMasker, load_secrets
+from .secrets import SecretSet, load_secrets
+from .streams import Counter, RequestBody, ResponseBody, make_decoder
+from . import guard
 
 LOG = logging.getLogger(__name__)
 
 META = "agent_sandbox"
 RELOAD_INTERVAL = 1.0
+# A body that announces a Content-Length up to this size is taken whole and checked whole (it is
+# small, and this spares it a call per chunk); every other body is streamed.
+WHOLE_UP_TO = 64 * 1024
+
+
+def _small(headers):
+    """True for a body with a Content-Length of at most WHOLE_UP_TO (and no chunking)."""
+    length = headers.get("content-length")
+    return (length is not None and length.isdigit() and int(length) <= WHOLE_UP_TO
+            and "transfer-encoding" not in headers)
 
 
 def _is_internal(address):
@@ -117,10 +129,12 @@ class AgentSandboxPolicy:
         self._vetted = {}
         self._injected = {}   # flow id -> secrets swapped into its request, until it is sent
         self._hup_installed = False
+        self.streaming = False  # True once guard.py can stop a request body in flight
 
     # ---- lifecycle
 
     def load(self, loader):
+        self.streaming = guard.install(self._leak_response)
         loader.add_option("agent_sandbox_policy", str, "", "agent-sandbox: path of the policy file (JSON).")
         loader.add_option("agent_sandbox_secrets", str, "", "agent-sandbox: path of the secrets file (JSON).")
         loader.add_option("agent_sandbox_audit", str, "", "agent-sandbox: path of the JSON-lines audit log.")
@@ -184,6 +198,8 @@ class AgentSandboxPolicy:
                 return "%s is set, which would pass traffic around the policy" % name
         if opts.agent_sandbox_secrets and (getattr(opts, "flow_detail", 0) >= 2 or getattr(opts, "save_stream_file", None)):
             return "flow_detail >= 2 or save_stream_file would write injected secrets to a log or file"
+        if getattr(opts, "store_streamed_bodies", False):
+            return "store_streamed_bodies would keep every body whole in memory"
         return None
 
     # ---- reloading
@@ -325,8 +341,8 @@ class AgentSandboxPolicy:
             "rule": meta.get("rule"),
             "profile": meta.get("profile"),
             "status": status if status is not None else (resp.status_code if resp else None),
-            "bytes": len(resp.raw_content) if resp is not None and resp.raw_content is not None else None,
-            "request_bytes": len(req.raw_content) if req.raw_content is not None else None,
+            "bytes": len(resp.raw_content) if resp is not None and resp.raw_content is not None else meta.get("bytes"),
+            "request_bytes": len(req.raw_content) if req.raw_content else meta.get("request_bytes", 0 if req.raw_content is not None else None),
             "leak": meta.get("leak", False),
             "secrets": meta.get("secrets", []),
             "masked": meta.get("masked", False),
@@ -466,8 +482,28 @@ class AgentSandboxPolicy:
         meta = self._meta(flow, decision, profile)
         if not decision.allowed:
             self._block(flow, meta, decision.reason, decision.detail)
-        elif self.secrets:
-            # The whole body has to be seen to find a placeholder in it.
+            if self.secrets:   # still worth knowing (and logging) if the refused request carries a placeholder
+                leaked, swaps = self._scan_head(flow)
+                if leaked:
+                    self._leaked(flow, meta, leaked)
+                meta["scan"] = RequestBody(self.secrets, {}, req.headers.get("content-encoding"))
+            return
+        small = _small(req.headers)
+        if not self.secrets:
+            req.stream = False if small else Counter(meta, "request_bytes")
+            return
+        # The headers go upstream as soon as this hook returns, so they are checked and swapped here.
+        leaked, swaps = self._scan_head(flow)
+        if leaked:
+            self._leaked(flow, meta, leaked)
+            return
+        if swaps:
+            self._inject(flow, meta, swaps)
+        if self.streaming and not small:
+            encoding = req.headers.get("content-encoding", "identity").strip().lower()
+            req.stream = RequestBody(self.secrets, meta, None if encoding == "identity" else encoding)
+        else:
+            # Small, or guard.py is not in place: the whole body is seen (in `request`) before it goes.
             req.stream = False
 
     def _decide_request(self, flow, profile):
@@ -520,26 +556,58 @@ class AgentSandboxPolicy:
             meta = flow.metadata[META]
         if not self.secrets:
             return
-        leaked, swaps = self._scan_request(flow)
-        if leaked:
-            meta.update(leak=True, secrets=sorted(leaked))
-            if meta["decision"] == "allow":
-                self._block(flow, meta, "leak", ", ".join(sorted(leaked)))
-            LOG.warning("agent-sandbox: leak attempt: placeholder of %s sent to %s (listener %s)",
-                        ", ".join(sorted(leaked)), text_safe(flow.request.host), _listener_of(flow.client_conn))
+        req = flow.request
+        scan = meta.pop("scan", None)
+        if scan is not None:   # a refused request: its body was read and dropped, and looked at
+            if req.raw_content:
+                scan(req.raw_content)
+            scan.finish(req.trailers)
+            if scan.refusal:
+                self._leaked(flow, meta, scan.refusal | set(meta.get("secrets") or ()))
             return
-        if swaps and meta["decision"] == "allow":
-            fields = list(flow.request.headers.fields)
-            for i, secret in swaps:
-                fields[i] = (fields[i][0], secret.rendered)
-            flow.request.headers.fields = tuple(fields)
-            if len(self._injected) > 10000:
-                self._injected.clear()
-            self._injected[flow.id] = [secret for index, secret in swaps]
-            meta.update(secrets=sorted({secret.name for index, secret in swaps}))
+        if isinstance(req.stream, RequestBody) and req.raw_content is None:
+            return   # streamed: RequestBody checked every chunk and the trailers (guard.py acts on it)
+        # A body that was not streamed (none at all, or guard.py is not in place): check it whole,
+        # before it goes.
+        body = RequestBody(self.secrets, {}, req.headers.get("content-encoding"))
+        if req.raw_content:
+            body(req.raw_content)
+        body.finish(req.trailers)
+        if body.refusal:
+            self._leaked(flow, meta, body.refusal)
 
-    def _scan_request(self, flow):
-        """Find placeholders. Returns (names of leaked secrets, [(header index, secret)] to swap)."""
+    def _leaked(self, flow, meta, names):
+        names = sorted(names)
+        meta.update(leak=True, secrets=names)
+        if meta["decision"] == "allow":
+            self._restore(flow)
+            self._block(flow, meta, "leak", ", ".join(names))
+        LOG.warning("agent-sandbox: leak attempt: placeholder of %s sent to %s (listener %s)",
+                    ", ".join(names), text_safe(flow.request.host), _listener_of(flow.client_conn))
+
+    def _leak_response(self, flow, names):
+        """The 403 for a placeholder found in a body in flight (called by guard.py)."""
+        meta = flow.metadata.setdefault(META, {"decision": "allow", "profile": None, "rule": None})
+        body = flow.request.stream
+        self._leaked(flow, meta, names)
+        resp = flow.response
+        flow.response = None
+        flow.request.stream = body
+        resp.headers["Connection"] = "close"   # the rest of the upload is dropped; nothing follows on this connection
+        return resp
+
+    def _inject(self, flow, meta, swaps):
+        fields = list(flow.request.headers.fields)
+        for i, secret in swaps:
+            fields[i] = (fields[i][0], secret.rendered)
+        flow.request.headers.fields = tuple(fields)
+        if len(self._injected) > 10000:
+            self._injected.clear()
+        self._injected[flow.id] = [secret for index, secret in swaps]
+        meta.update(secrets=sorted({secret.name for index, secret in swaps}))
+
+    def _scan_head(self, flow):
+        """Find placeholders outside the body. Returns (names of leaked secrets, [(header index, secret)] to swap)."""
         secrets = self.secrets
         pre = secrets.placeholder_re
         req = flow.request
@@ -548,10 +616,7 @@ class AgentSandboxPolicy:
         fields = req.headers.fields
         blob = b"\n".join([req.data.path, unquote_to_bytes(req.data.path), req.data.authority or b"",
                            req.host.encode("utf-8", "surrogateescape")] + [b"%s:%s" % field for field in fields])
-        body = req.raw_content
-        encoded = body and req.headers.get("content-encoding", "identity").lower() != "identity"
-        if (pre.search(blob) is None and not (body and pre.search(body)) and not req.trailers
-                and not (encoded and pre.search(req.get_content(strict=False) or b""))):
+        if pre.search(blob) is None:
             return leaked, []
 
         def scan(blob):
@@ -580,15 +645,6 @@ class AgentSandboxPolicy:
                     leaked.add(secret.name)
                 for placeholder in found:
                     leaked.add(secrets.by_placeholder[placeholder].name)
-        if req.trailers:
-            for name, value in req.trailers.fields:
-                scan(name + b":" + value)
-        if body:
-            scan(body)
-            if encoded:
-                decoded = req.get_content(strict=False)
-                if decoded and decoded is not body:
-                    scan(decoded)
         return leaked, swaps
 
     def _restore(self, flow):
@@ -609,13 +665,55 @@ class AgentSandboxPolicy:
     @_guard
     def responseheaders(self, flow):
         self._restore(flow)
+        meta = flow.metadata.get(META)
         resp = flow.response
-        if not self.secrets or resp.stream is not True:
+        if meta is None or meta.get("decision") != "allow":
+            return   # our own refusal: nothing comes from upstream
+        if _small(resp.headers):
+            resp.stream = False   # taken whole, checked whole in `response`
             return
-        if resp.headers.get("content-encoding", "identity").lower() != "identity":
-            resp.stream = False  # buffer it so that it can be decoded and masked
-        else:
-            resp.stream = StreamMasker(self.secrets, flow.metadata.setdefault(META, {}))
+        if not self.secrets:
+            resp.stream = Counter(meta, "bytes")
+            return
+        # The headers go to the agent as soon as this hook returns.
+        self._mask_headers(flow, meta)
+        decoder = None
+        encoding = resp.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity") and flow.request.method != "HEAD" and resp.status_code not in (204, 304):
+            decoder = make_decoder(encoding)
+            if decoder is None:
+                if meta.get("secrets"):
+                    # A secret went out on this request and the answer is in an encoding that cannot be
+                    # checked for it: refused (guard.py cuts the response off at its first byte).
+                    body = ResponseBody(self.secrets, meta)
+                    body.refusal = "content encoding %s cannot be checked for secrets" % text_safe(encoding)
+                    resp.stream = body
+                    return
+                LOG.warning("agent-sandbox: response from %s in content encoding %s passed on as it is, "
+                            "checked for secrets only as raw bytes", text_safe(flow.request.host), text_safe(encoding))
+            else:
+                # Decoded on the fly to be checked, and passed on decoded.
+                del resp.headers["content-encoding"]
+                resp.headers.pop("content-length", None)
+                if flow.request.http_version == "HTTP/1.1":
+                    if "chunked" not in resp.headers.get("transfer-encoding", "").lower():
+                        resp.headers["transfer-encoding"] = "chunked"
+                elif flow.request.http_version.startswith("HTTP/1"):
+                    resp.headers["connection"] = "close"
+        resp.stream = ResponseBody(self.secrets, meta, decoder)
+
+    def _mask_headers(self, flow, meta):
+        resp = flow.response
+        if not self.secrets.value_re.search(b"\n".join(value for name, value in resp.headers.fields)):
+            return
+        fields = []
+        names = meta.setdefault("masked_names", [])
+        for name, value in resp.headers.fields:
+            value, found = self.secrets.mask(value)
+            names.extend(sorted(found - set(names)))
+            fields.append((name, value))
+        resp.headers.fields = tuple(fields)
+        meta["masked"] = True
 
     @_guard
     def response(self, flow):
@@ -623,28 +721,31 @@ class AgentSandboxPolicy:
         meta = flow.metadata.setdefault(META, {})
         resp = flow.response
         if self.secrets and meta.get("decision") == "allow":
-            names = set()
-            value_re = self.secrets.value_re
-            if value_re.search(b"\n".join(value for name, value in resp.headers.fields)):
+            self._mask_headers(flow, meta)
+            if resp.trailers and self.secrets.value_re.search(b"\n".join(v for n, v in resp.trailers.fields)):
+                # Trailers (gRPC's status, for one) go to the agent after this hook.
                 fields = []
-                for name, value in resp.headers.fields:
+                names = meta.setdefault("masked_names", [])
+                for name, value in resp.trailers.fields:
                     value, found = self.secrets.mask(value)
-                    names |= found
+                    names.extend(sorted(found - set(names)))
                     fields.append((name, value))
-                resp.headers.fields = tuple(fields)
+                resp.trailers.fields = tuple(fields)
+                meta["masked"] = True
             raw = resp.raw_content
-            if raw:
+            if raw:   # not streamed (a test, or an addon that set stream = False): masked whole
                 if resp.headers.get("content-encoding", "identity").lower() != "identity":
                     content = resp.get_content(strict=False) or raw
                 else:
                     content = raw
-                if value_re.search(content):
+                if self.secrets.value_re.search(content):
                     masked, found = self.secrets.mask(content)
-                    names |= found
+                    names = meta.setdefault("masked_names", [])
+                    names.extend(sorted(found - set(names)))
+                    meta["masked"] = True
                     resp.content = masked
-            if names:
-                meta["masked"] = True
-                LOG.warning("agent-sandbox: masked %s in a response from %s", ", ".join(sorted(names)),
+            if meta.get("masked_names"):
+                LOG.warning("agent-sandbox: masked %s in a response from %s", ", ".join(sorted(meta["masked_names"])),
                             text_safe(flow.request.host))
         self._record(flow)
 

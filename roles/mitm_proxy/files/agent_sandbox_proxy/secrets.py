@@ -4,7 +4,10 @@
 
 Pure Python (no mitmproxy): `python -m agent_sandbox_proxy --check-secrets` runs it without mitmproxy.
 The addon decides where a placeholder may go; this module knows what the secrets are and how to
-find them in bytes, whole (SecretSet.mask) or streamed in chunks (StreamMasker).
+find them in bytes (SecretSet.mask; streams.py does the same for bodies in flight).
+
+A real value found in a response is replaced by as many asterisks: the length stays the same, so a
+body already announced with its Content-Length stays true to it while it streams.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ _HEADER_VALUE = re.compile(r"[\x20-\x7e]+\Z")
 
 
 class Secret:
-    __slots__ = ("name", "placeholder", "header", "rendered", "value")
+    __slots__ = ("name", "placeholder", "header", "rendered", "value", "mask")
 
     def __init__(self, name, placeholder, header, template, value):
         self.name = name
@@ -27,6 +30,7 @@ class Secret:
         self.header = header.lower().encode("ascii")
         self.rendered = template.replace("{secret}", value).encode("latin-1")
         self.value = value.encode("latin-1")
+        self.mask = b"*" * len(self.value)   # what the agent sees where the value came back
 
     def __repr__(self):  # never show the value, not even in a debugger or a traceback
         return "Secret(%r)" % self.name
@@ -50,13 +54,13 @@ class SecretSet:
         return self.listeners.get(port, self.default)
 
     def mask(self, data):
-        """Replace every real value in data (bytes) by its placeholder; return (data, names)."""
+        """Replace every real value in data (bytes) by its mask; return (data, names)."""
         names = set()
 
         def repl(match):
             secret = self.by_value[match.group(0)]
             names.add(secret.name)
-            return secret.placeholder
+            return secret.mask
         return self.value_re.sub(repl, data), names
 
 
@@ -150,30 +154,3 @@ def parse_secrets(doc):
 
 def load_secrets(path):
     return parse_secrets(read_json(path, secret=True))
-
-
-class StreamMasker:
-    """Masks real secret values in a streamed response body, across chunk boundaries."""
-
-    def __init__(self, secrets, meta):
-        self.secrets = secrets
-        self.meta = meta
-        self.keep = max(secrets.max_value - 1, 0)
-        self.tail = b""
-
-    def __call__(self, chunk):
-        data = self.tail + chunk
-        # A match starting before `cut` is complete in `data`; later ones wait for more data.
-        cut = len(data) - self.keep if chunk else len(data)
-        out, pos = [], 0
-        for match in self.secrets.value_re.finditer(data):
-            if match.start() >= cut:
-                break
-            out.append(data[pos:match.start()])
-            out.append(self.secrets.by_value[match.group(0)].placeholder)
-            self.meta["masked"] = True
-            pos = match.end()
-        cut = max(cut, pos)
-        out.append(data[pos:cut])
-        self.tail = data[cut:]
-        return b"".join(out)
