@@ -19,6 +19,7 @@ AUDIT = "/var/log/agent-sandbox/proxy/audit.jsonl"
 POLICY = "/etc/agent-sandbox/proxy/policy.json"
 SERVICE = "agent-sandbox-proxy.service"
 FAKE_LOG = "/var/log/fake-internet/requests.jsonl"
+MiB = 1 << 20
 
 
 def proxy_env(port=8080, address="127.0.0.1"):
@@ -114,6 +115,8 @@ def test_unit_is_hardened(host):
     assert props["Restart"] == "on-failure"
     assert props["User"] == "agent-proxy"
     assert sorted(props["ReadWritePaths"].split()) == ["/var/lib/agent-sandbox/proxy", "/var/log/agent-sandbox/proxy"]
+    # mitm_proxy_memory_max's default, in systemd and on the process's cgroup.
+    assert unit_memory_limit(host, proxy_pid(host)) == (str(512 * MiB), str(512 * MiB))
 
 
 def test_ca_is_published_and_its_key_is_private(host):
@@ -439,7 +442,6 @@ def test_proxy_still_serves_the_agent_after_bad_input(host):
 
 STREAM_LOG = "/var/log/fake-internet/streams.jsonl"
 UPLOADS = "/var/log/fake-internet/uploads"
-MiB = 1 << 20
 
 # The agent's Python client: http.client through the proxy named in https_proxy (or straight to
 # the site with --direct, as root, for the controls). It prints one JSON object.
