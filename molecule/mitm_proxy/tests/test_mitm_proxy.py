@@ -551,7 +551,7 @@ def stream_records(host, ident):
 
 def wait_for_stream_record(host, ident, seconds=30):
     """The server's record of run ident, written when it is done (it gives up after 15 s)."""
-    for _ in range(seconds * 4):
+    for _attempt in range(seconds * 4):
         if host.file(STREAM_LOG).exists and stream_records(host, ident):
             return stream_records(host, ident)[-1]
         time.sleep(0.25)
@@ -569,7 +569,7 @@ def audit_lines(host, path):
 def new_audit_line(host, path, seen):
     """The first audit line for path after the seen ones (a streamed flow's line may come a moment
     after the agent has its answer)."""
-    for _ in range(40):
+    for _attempt in range(40):
         lines = audit_lines(host, path)
         if len(lines) > seen:
             return lines[seen]
@@ -638,7 +638,7 @@ def unit_memory_limit(host, pid):
 
 
 def proxy_answers(host):
-    for _ in range(60):
+    for _attempt in range(60):
         if curl(host, "https://allowed.test/")[0] == "200":
             return True
         time.sleep(0.5)
@@ -739,7 +739,7 @@ def test_a_placeholder_in_an_upload_the_upstream_answered_early_is_cut_and_logge
     assert out["status"] in (200, 403, None), out
     assert_cut_after_part_1(host, ident, parts)
     # (The flow may have a line for its early answer too; one of its lines must say leak.)
-    for _ in range(20):
+    for _attempt in range(20):
         lines = audit_lines(host, "/stream/upload")[seen:]
         if any((line["reason"], line["leak"], line["decision"]) == ("leak", True, "block") for line in lines):
             break
