@@ -223,8 +223,8 @@ def last_fake_request(host, site):
 def test_upstream_receives_the_real_secret_the_agent_only_holds_the_placeholder(host):
     out = as_agent(host, '. ~/.agent-env && curl -sS -H "x-api-key: $TEST_API_KEY" https://api.secret.test/v1/echo')
     assert out.rc == 0, out.stderr
-    # The upstream echoes the header; the proxy masks the real value on the way back (with as
-    # many asterisks: a body announced with its Content-Length keeps its length).
+    # The upstream echoes the header; the proxy masks the real value on the way back (as many
+    # asterisks, so that the body's Content-Length stays true).
     assert SECRET not in out.stdout
     assert json.loads(out.stdout)["headers"]["x-api-key"] == "*" * len(SECRET)
     seen = last_fake_request(host, "api.secret.test")

@@ -8,6 +8,7 @@ import gzip
 import http.client
 import json
 import pathlib
+import shutil
 import signal
 import socket
 import ssl
@@ -92,7 +93,7 @@ class Streams(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(size))
             self.end_headers()
             block = b"\0" * (256 << 10)
-            for _ in range(size // len(block)):
+            for dummy in range(size // len(block)):
                 self.wfile.write(block)
 
     def do_POST(self):  # noqa: N802
@@ -177,7 +178,7 @@ def proxy(tmp_path_factory):
     argv, env = package_command(
         "--mitmdump", "--listen-host", "127.0.0.1", "--listen-port", str(port),
         "--set", "confdir=%s" % (work / "confdir"), "--set", "ssl_verify_upstream_trusted_ca=%s" % pki["ca.pem"],
-        "--set", "http3=false", "--set", "flow_detail=1", "--set", "termlog_verbosity=info",
+        "--set", "http3=false", "--set", "flow_detail=1", "--set", "termlog_verbosity=info", "--set", "connection_strategy=lazy",
         "--set", "agent_sandbox_policy=%s" % policy, "--set", "agent_sandbox_secrets=%s" % secrets,
         "--set", "agent_sandbox_audit=%s" % audit)
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=dict(env, HOME=str(work)))  # pylint: disable=consider-using-with
@@ -344,6 +345,29 @@ def test_server_sent_events_reach_the_agent_one_by_one(proxy):
     assert line["decision"] == "allow" and line["bytes"] > 0
 
 
+def curl_through(proxy, *args, stdin=None):
+    """curl as an agent runs it: through the proxy, trusting its CA, unbuffered output (-N)."""
+    return subprocess.Popen(["curl", "-sS", "-N", "--proxy", "http://127.0.0.1:%d" % proxy["port"],
+                             "--cacert", str(proxy["work"] / "confdir" / "mitmproxy-ca-cert.pem")] + list(args),
+                            stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+@pytest.mark.skipif(not shutil.which("curl"), reason="curl is not installed")
+@pytest.mark.parametrize("version", ["--http1.1", "--http2"])
+def test_server_sent_events_reach_curl_one_by_one(proxy, version):
+    proc = curl_through(proxy, version, "-w", "%{http_version}\n", "https://localhost:%d/sse?n=3" % proxy["streams_port"])
+    events = []
+    for line in proc.stdout:
+        if line.startswith(b"data: "):
+            events.append(line[6:].strip().decode())
+            if events[-1].isdigit():
+                Streams.acks[int(events[-1])].set()
+        elif line.strip():
+            events.append("http/" + line.strip().decode())
+    proc.wait(timeout=30)
+    assert events == ["0", "1", "2", "http/" + ("2" if version == "--http2" else "1.1")], proc.stderr.read()
+
+
 def send_chunk(sock, data):
     sock.sendall(b"%x\r\n%s\r\n" % (len(data), data))
 
@@ -355,10 +379,14 @@ def wait_for(condition, what):
         time.sleep(0.05)
 
 
-def start_upload(proxy):
+def streams_tunnel(proxy):
     sock, head = raw_connect(proxy, "localhost:%d" % proxy["streams_port"])
     assert head.startswith(b"HTTP/1.1 200")
-    tls = proxy["ctx"].wrap_socket(sock, server_hostname="localhost")
+    return proxy["ctx"].wrap_socket(sock, server_hostname="localhost")
+
+
+def start_upload(proxy):
+    tls = streams_tunnel(proxy)
     tls.sendall(b"POST /upload HTTP/1.1\r\nHost: localhost:%d\r\nTransfer-Encoding: chunked\r\n"
                 b"Content-Type: application/json\r\n\r\n" % proxy["streams_port"])
     return tls
@@ -382,6 +410,35 @@ def test_placeholder_split_across_upload_chunks_never_reaches_the_upstream(proxy
     assert b"m" * 10 not in Streams.upload["received"]
     line = last_audit(proxy, "/upload")
     assert line["decision"] == "block" and line["reason"] == "leak" and line["leak"] is True
+
+
+@pytest.mark.skipif(not shutil.which("curl"), reason="curl is not installed")
+@pytest.mark.parametrize("version", ["--http1.1", "--http2"])
+def test_curl_upload_with_a_split_placeholder_is_stopped(proxy, version):
+    Streams.upload = {"received": b"", "complete": None}
+    proc = curl_through(proxy, version, "-T", "-", "-X", "POST", "-w", "\n%{http_code}",
+                        "https://localhost:%d/upload" % proxy["streams_port"], stdin=subprocess.PIPE)
+    proc.stdin.write(b"b" * 20000 + PLACEHOLDER[:10].encode())
+    proc.stdin.flush()
+    wait_for(lambda: Streams.upload["received"].endswith(b"b" * 100), "the first part upstream")
+    proc.stdin.write(PLACEHOLDER[10:].encode() + b"c" * 20000)
+    proc.stdin.close()
+    out = proc.stdout.read()
+    proc.wait(timeout=30)
+    assert out.endswith(b"\n403") and b"logged as a leak attempt" in out, out[-300:]
+    wait_for(lambda: Streams.upload["complete"] is not False, "the upstream connection to end")
+    assert Streams.upload["complete"] is None and b"c" not in Streams.upload["received"]
+    assert PLACEHOLDER[:10].encode() not in Streams.upload["received"]
+
+
+@pytest.mark.skipif(not shutil.which("curl"), reason="curl is not installed")
+@pytest.mark.parametrize("version", ["--http1.1", "--http2"])
+def test_curl_upload_of_unknown_length_arrives_whole(proxy, version):
+    proc = curl_through(proxy, version, "-T", "-", "-X", "POST", "https://localhost:%d/upload" % proxy["streams_port"],
+                        stdin=subprocess.PIPE)
+    body = b"b" * 20000 + PLACEHOLDER[:10].encode() + b"c" * 20000
+    out = proc.communicate(body, timeout=30)[0]
+    assert out == b"%d" % len(body) and Streams.upload["complete"] is True and Streams.upload["received"] == body
 
 
 def test_upload_without_placeholder_arrives_whole(proxy):
@@ -432,6 +489,21 @@ def test_big_download_is_not_held_in_memory(proxy):
     peak_kib = int(status.split("VmHWM:")[1].split()[0])
     assert peak_kib < 200 * 1024, "the proxy grew to %d MiB for a %d MiB body" % (peak_kib >> 10, mib)
     assert last_audit(proxy, "/big")["bytes"] == mib << 20
+
+
+def test_refused_upload_is_dropped_not_kept(proxy):
+    mib = 200
+    tls = streams_tunnel(proxy)   # an allowed tunnel; the request itself is refused (placeholder in the URL)
+    tls.sendall(b"POST /upload?k=%s HTTP/1.1\r\nHost: localhost:%d\r\nContent-Length: %d\r\n\r\n"
+                % (PLACEHOLDER.encode(), proxy["streams_port"], mib << 20))
+    block = b"u" * (1 << 20)
+    for dummy in range(mib):
+        tls.sendall(block)
+    answer = read_all(tls)
+    assert b" 403 " in answer.split(b"\r\n")[0] and b"reason=leak" in answer
+    status = pathlib.Path("/proc/%d/status" % proxy["proc"].pid).read_text()
+    peak_kib = int(status.split("VmHWM:")[1].split()[0])
+    assert peak_kib < 200 * 1024, "the proxy grew to %d MiB for a refused %d MiB upload" % (peak_kib >> 10, mib)
 
 
 def test_sighup_reloads_without_dropping_the_tunnel(proxy):

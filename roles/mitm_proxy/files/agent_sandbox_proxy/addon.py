@@ -37,11 +37,15 @@ RELOAD_INTERVAL = 1.0
 WHOLE_UP_TO = 64 * 1024
 
 
-def _small(headers):
-    """True for a body with a Content-Length of at most WHOLE_UP_TO (and no chunking)."""
-    length = headers.get("content-length")
-    return (length is not None and length.isdigit() and int(length) <= WHOLE_UP_TO
-            and "transfer-encoding" not in headers)
+def _small(message, found):
+    """True for a body with a Content-Length of at most WHOLE_UP_TO (and no chunking), or none at all.
+    found: _header_values of the message for at least content-length and transfer-encoding."""
+    if b"transfer-encoding" in found:
+        return False
+    lengths = found.get(b"content-length")
+    if not lengths:   # HTTP/1 without either header: no body (a request) or one until close (a response)
+        return isinstance(message, http.Request) and not message.is_http2 and not message.is_http3
+    return len(lengths) == 1 and lengths[0].isdigit() and int(lengths[0]) <= WHOLE_UP_TO
 
 
 def _is_internal(address):
@@ -63,7 +67,8 @@ def _header_values(fields, wanted):
     return found
 
 
-_REQUEST_HEADERS = frozenset((b"host", b"upgrade"))
+_REQUEST_HEADERS = frozenset((b"host", b"upgrade", b"content-length", b"transfer-encoding", b"content-encoding"))
+_RESPONSE_HEADERS = frozenset((b"content-length", b"transfer-encoding", b"content-encoding"))
 
 
 def _listener_of(client):
@@ -473,22 +478,26 @@ class AgentSandboxPolicy:
         self.tick()
         req = flow.request
         listener = _listener_of(flow.client_conn)
+        found = _header_values(req.headers.fields, _REQUEST_HEADERS)
         decision = self._global_refusal()
         profile = None
         if decision is None:
             profile_obj = self.policy.profile_for(listener)
             profile = profile_obj.name
-            decision = self._decide_request(flow, profile_obj)
+            decision = self._decide_request(flow, profile_obj, found)
         meta = self._meta(flow, decision, profile)
+        encoding = found.get(b"content-encoding", [b"identity"])[0].strip().lower().decode("latin-1")
+        if encoding == "identity":
+            encoding = None
         if not decision.allowed:
             self._block(flow, meta, decision.reason, decision.detail)
             if self.secrets:   # still worth knowing (and logging) if the refused request carries a placeholder
                 leaked, swaps = self._scan_head(flow)
                 if leaked:
                     self._leaked(flow, meta, leaked)
-                meta["scan"] = RequestBody(self.secrets, {}, req.headers.get("content-encoding"))
+                meta["scan"] = RequestBody(self.secrets, {}, encoding)
             return
-        small = _small(req.headers)
+        small = _small(req, found)
         if not self.secrets:
             req.stream = False if small else Counter(meta, "request_bytes")
             return
@@ -500,19 +509,17 @@ class AgentSandboxPolicy:
         if swaps:
             self._inject(flow, meta, swaps)
         if self.streaming and not small:
-            encoding = req.headers.get("content-encoding", "identity").strip().lower()
-            req.stream = RequestBody(self.secrets, meta, None if encoding == "identity" else encoding)
+            req.stream = RequestBody(self.secrets, meta, encoding)
         else:
             # Small, or guard.py is not in place: the whole body is seen (in `request`) before it goes.
             req.stream = False
 
-    def _decide_request(self, flow, profile):
+    def _decide_request(self, flow, profile, headers):
         req = flow.request
         if req.is_http3:
             return Decision(False, "http3")
         if req.scheme not in ("http", "https"):
             return Decision(False, "scheme")
-        headers = _header_values(req.headers.fields, _REQUEST_HEADERS)
         for upgrade in headers.get(b"upgrade", ()):
             if upgrade.strip().lower() != b"websocket":
                 return Decision(False, "upgrade", detail=upgrade.decode("latin-1"))
@@ -669,7 +676,8 @@ class AgentSandboxPolicy:
         resp = flow.response
         if meta is None or meta.get("decision") != "allow":
             return   # our own refusal: nothing comes from upstream
-        if _small(resp.headers):
+        found = _header_values(resp.headers.fields, _RESPONSE_HEADERS)
+        if _small(resp, found):
             resp.stream = False   # taken whole, checked whole in `response`
             return
         if not self.secrets:
@@ -678,7 +686,7 @@ class AgentSandboxPolicy:
         # The headers go to the agent as soon as this hook returns.
         self._mask_headers(flow, meta)
         decoder = None
-        encoding = resp.headers.get("content-encoding", "identity").strip().lower()
+        encoding = found.get(b"content-encoding", [b"identity"])[0].strip().lower().decode("latin-1")
         if encoding not in ("", "identity") and flow.request.method != "HEAD" and resp.status_code not in (204, 304):
             decoder = make_decoder(encoding)
             if decoder is None:

@@ -16,6 +16,10 @@ HttpStream are wrapped here, once, when the addon loads:
 - a request the policy refused before its body came: mitmproxy would gather the whole body before
   answering; the body is read and dropped instead, so an upload to a refused host cannot fill memory.
 
+And one thing mitmproxy gets wrong once bodies stream: an HTTP/2 request without a Content-Length
+(`curl -T -` over HTTP/2) that goes on to an HTTP/1 upstream is sent with no framing at all; it is
+given `Transfer-Encoding: chunked` on its way into mitmproxy's HTTP/1 client.
+
 Everything else goes to mitmproxy's own code unchanged. If mitmproxy's layer does not have the
 shape this was written for (it was read in 11.0 and 12.2), install() returns False and the addon
 falls back to buffering the request bodies it must check, the old and safe behaviour.
@@ -55,7 +59,7 @@ def install(refusal_response):
         return False
     cls = getattr(mhttp, "HttpStream", None)
     names = ("SendHttp", "RequestData", "RequestEndOfMessage", "RequestProtocolError",
-             "ResponseProtocolError", "HttpErrorHook")
+             "ResponseProtocolError", "HttpErrorHook", "RequestHeaders", "Http1Client")
     if cls is None or not all(hasattr(cls, n) for n in _NEEDED) or not all(hasattr(mhttp, n) for n in names):
         LOG.error("agent-sandbox: this mitmproxy's HTTP layer is not the one this addon knows; "
                   "request bodies that must be checked for placeholders are buffered, not streamed")
@@ -124,16 +128,30 @@ def install(refusal_response):
             self.client_state = self.state_errored
 
     def state_consume_request_body(self, event):
-        meta = self.flow.metadata.get("agent_sandbox")
-        if (isinstance(event, mhttp.RequestData) and meta is not None and meta.get("decision") == "block"
-                and self.flow.response is not None):
-            # Refused already: nothing of this body will ever be sent, so none of it is kept.
-            scan = meta.get("scan")
-            if scan is not None:
-                scan(event.data)
-            meta["request_bytes"] = meta.get("request_bytes", 0) + len(event.data)
-            return
-        yield from original_consume(self, event)
+        # A plain function, not a generator: on the common path it hands back mitmproxy's own.
+        if type(event) is mhttp.RequestData and self.flow.response is not None:  # pylint: disable=unidiomatic-typecheck
+            meta = self.flow.metadata.get("agent_sandbox")
+            if meta is not None and meta.get("decision") == "block":
+                # Refused already: nothing of this body will ever be sent, so none of it is kept.
+                scan = meta.get("scan")
+                if scan is not None:
+                    scan(event.data)
+                meta["request_bytes"] = meta.get("request_bytes", 0) + len(event.data)
+                return iter(())
+        return original_consume(self, event)
+
+    original_send = mhttp.Http1Client.send
+
+    def send(self, event):
+        if type(event) is mhttp.RequestHeaders and not event.end_stream:  # pylint: disable=unidiomatic-typecheck
+            request = event.request
+            if ((request.is_http2 or request.is_http3) and "content-length" not in request.headers
+                    and "transfer-encoding" not in request.headers):
+                request.headers["transfer-encoding"] = "chunked"
+        return original_send(self, event)
+
+    send.__name__, send.__qualname__, send.__wrapped__ = "send", "Http1Client.send", original_send
+    mhttp.Http1Client.send = send
 
     for name, wrapper, original in (("state_stream_request_body", state_stream_request_body, original_request),
                                     ("state_stream_response_body", state_stream_response_body, original_response),

@@ -15,6 +15,7 @@ import re
 
 from .hosts import HostIndex
 from .policy import TOKEN, PolicyError, check_keys, check_version, listener_port, parse_pattern, read_json
+from .streams import prefixes
 
 _SECRET_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")
 _VISIBLE = re.compile(r"[\x21-\x7e]+\Z")
@@ -46,6 +47,9 @@ class SecretSet:
         self.placeholder_re = _literal_re(self.by_placeholder)
         self.value_re = _literal_re(self.by_value)
         self.max_value = max((len(v) for v in self.by_value), default=0)
+        # For bodies in flight (streams.Window): what may wait for the next chunk.
+        self.placeholder_starts = prefixes(self.by_placeholder)
+        self.value_starts = prefixes(self.by_value)
 
     def __bool__(self):
         return bool(self.secrets)
