@@ -814,6 +814,7 @@ def test_audit_counts_bytes_of_streamed_flows(host):
                    "--data-binary @- 'https://allowed.test/stream/upload?id=%s'" % (upload_size, up))
     assert out.stdout == "200", out.stderr
     assert wait_for_stream_record(host, up)["bytes"] == upload_size  # control: it all arrived
+    host.run("rm -f %s/%s.bin" % (UPLOADS, up))
     downloaded = new_audit_line(host, "/stream/bytes", seen_down)
     uploaded = new_audit_line(host, "/stream/upload", seen_up)
     assert (downloaded["status"], downloaded["bytes"]) == (200, size)
