@@ -14,6 +14,9 @@ The checks run at once (a thread each, and the agents side by side), and so do t
 within a check: a blocked connection waits out its timeout once for the whole report, not once
 per probe. The report keeps the order in which the checks are listed, whatever order they end in.
 
+`agent-sandbox log` and `agent-sandbox status` (agent_sandbox_audit.py, installed beside this file)
+show the admin what the proxy refused and whether the sandbox is up, without sudo.
+
 `agent-sandbox stop [--agent NAME]`, run by root (the admin through sudo), ends
 every process of the agents (or of one): SIGTERM, a short grace, then SIGKILL.
 
@@ -26,6 +29,7 @@ import argparse
 import errno
 import functools
 import grp
+import importlib.util
 import json
 import os
 import pwd
@@ -927,16 +931,11 @@ class Doctor:
         except KeyError:
             return
         tried = "nft list chain inet agent_sandbox output"
-        try:
-            proc = subprocess.run(["nft", "list", "chain", "inet", "agent_sandbox", "output"],
-                                  capture_output=True, text=True, check=False, timeout=30)
-            listed, said = proc.returncode == 0, (proc.stderr.strip() or "rc %d" % proc.returncode)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            listed, said = False, str(exc)
+        listed, rules, said = nft_list("chain", "inet", "agent_sandbox", "output")
         if not listed:
             self.record(False, "Nix builds confined", tried, "cannot read the rules (run as root): " + said[:200])
             return
-        confined = ("meta skgid %d jump " % gid) in proc.stdout
+        confined = ("meta skgid %d jump " % gid) in rules
         self.record(confined, "Nix builds confined", tried,
                     "group %s (gid %d) goes to its own proxy listener or nowhere" % (group, gid) if confined
                     else "group %s (gid %d) is not in the rules: a build the agent submits reaches the network"
@@ -944,12 +943,10 @@ class Doctor:
 
     def units(self):
         for unit in self.cfg.get("units", []):
-            enabled = subprocess.run(["systemctl", "is-enabled", unit], capture_output=True,
-                                     text=True, check=False).stdout.strip()
-            active = subprocess.run(["systemctl", "is-active", unit], capture_output=True,
-                                    text=True, check=False).stdout.strip()
+            enabled, active = systemctl("is-enabled", unit), systemctl("is-active", unit)
             self.record(enabled == "enabled" and active == "active", "unit enabled and active",
-                        "systemctl is-enabled/is-active " + unit, "%s, %s" % (enabled, active))
+                        "systemctl is-enabled/is-active " + unit,
+                        "%s, %s" % (enabled or "no answer", active or "no answer"))
 
     def checks(self, quick=False):
         """The checks, in the order the report lists them."""
@@ -993,6 +990,24 @@ class Doctor:
         return self._step.results, self._step.notes
 
 
+def nft_list(*what):
+    """(listed, rules, what went wrong) of `nft list WHAT...`; nft needs root to read the rules."""
+    try:
+        proc = subprocess.run(["nft", "list"] + list(what), capture_output=True, text=True, check=False, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, "", str(exc)
+    return proc.returncode == 0, proc.stdout, proc.stderr.strip() or "rc %d" % proc.returncode
+
+
+def systemctl(verb, unit):
+    """What `systemctl is-active UNIT` (or is-enabled) prints, empty where systemctl does not run."""
+    try:
+        return subprocess.run(["systemctl", verb, unit], capture_output=True, text=True, check=False,
+                              timeout=30).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+
 def last_log_line(unit):
     """The unit's last journal line (Linux), or an empty string where there is no journal."""
     try:
@@ -1001,6 +1016,145 @@ def last_log_line(unit):
     except (OSError, subprocess.TimeoutExpired):
         return ""
     return proc.stdout.strip()
+
+
+# --------------------------------------------------------------------------
+# agent-sandbox status: one screen for the admin, no root needed (what needs it says so).
+# --------------------------------------------------------------------------
+
+POLICY = "/etc/agent-sandbox/proxy/policy.json"
+PF_ANCHOR = "com.apple/000.agent_sandbox"  # host_firewall's anchor on macOS
+LAUNCHD_PROXY = "system/org.agent-sandbox.proxy"  # mitm_proxy's LaunchDaemon on macOS
+NEEDS_ROOT = "unknown (needs root: sudo agent-sandbox status)"
+
+
+def sibling(name):
+    """A module the selftest role installs next to this file (agent_sandbox_audit.py), loaded from there:
+    only `log` and `status` need it, so the doctor and its probes run without it."""
+    path = os.path.join(os.path.dirname(os.path.realpath(__file__)), name + ".py")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def rule_counts(path):
+    """(rules of a listener port, "") from the proxy's policy, or (None, why it cannot tell)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            doc = json.load(fh)
+        default = len(doc.get("rules") or [])
+        own = {int(port): len(profile.get("rules") or []) for port, profile in (doc.get("listeners") or {}).items()}
+    except FileNotFoundError:
+        return None, "no policy file (%s)" % path
+    except PermissionError:
+        return None, "not readable (%s is root:agent-proxy 0640: sudo agent-sandbox status)" % path
+    except (OSError, ValueError, AttributeError, TypeError) as exc:
+        return None, "not readable (%s: %s)" % (path, getattr(exc, "strerror", None) or exc)
+    # A listener's own profile replaces the shared rules there (docs/proxy-policy.md).
+    return (lambda port: own.get(port, default)), ""
+
+
+def firewall_state():
+    """(loaded: True, False or None for unknown, what was seen). Reading the rules needs root."""
+    if os.geteuid() != 0:
+        return None, NEEDS_ROOT
+    if sys.platform == "darwin":
+        try:
+            proc = subprocess.run(["pfctl", "-a", PF_ANCHOR, "-s", "rules"], capture_output=True, text=True,
+                                  check=False, timeout=30)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return None, "unknown (pfctl: %s)" % exc
+        if proc.returncode != 0:
+            return None, "unknown (pfctl: %s)" % (proc.stderr.strip()[:200] or "rc %d" % proc.returncode)
+        loaded = bool(proc.stdout.strip())
+        return loaded, "yes (pf anchor %s)" % PF_ANCHOR if loaded else "no: pf anchor %s is empty" % PF_ANCHOR
+    listed, _rules, said = nft_list("table", "inet", "agent_sandbox")
+    if listed:
+        return True, "yes (nft table inet agent_sandbox)"
+    if "No such file or directory" in said:
+        return False, "no: table inet agent_sandbox is not loaded (sudo systemctl restart agent-sandbox-firewall)"
+    return None, "unknown (nft: %s)" % said[:200]
+
+
+def proxy_state(cfg):
+    """(up: True, False or None for unknown, what was seen): systemd's word, or launchd's on macOS."""
+    if sys.platform == "darwin":
+        try:
+            proc = subprocess.run(["launchctl", "print", LAUNCHD_PROXY], capture_output=True, text=True,
+                                  check=False, timeout=30)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return None, "unknown (launchctl: %s)" % exc
+        if proc.returncode != 0:
+            return False, "no (launchctl print %s: %s)" % (LAUNCHD_PROXY, proc.stderr.strip()[:200] or "not loaded")
+        up = "state = running" in proc.stdout
+        return up, "%s (%s)" % ("yes" if up else "no", LAUNCHD_PROXY)
+    unit = cfg.get("proxy_unit") or "agent-sandbox-proxy.service"
+    state = systemctl("is-active", unit)
+    if not state:
+        return None, "unknown (systemctl is-active %s did not answer)" % unit
+    return state == "active", "%s (%s: %s)" % ("yes" if state == "active" else "no", unit, state)
+
+
+def status(cfg, as_json):
+    """`agent-sandbox status`: the agents, the firewall, the proxy, recent refusals, on one screen."""
+    audit = sibling("agent_sandbox_audit")
+    rules, rules_note = rule_counts(cfg.get("policy_file") or POLICY)
+    try:
+        blocked, total, reading = audit.blocked_recently(cfg, 3600)
+        blocked_note = "; ".join("not read: " + entry for entry in reading.unreadable)
+    except audit.LogError as exc:
+        blocked, total, blocked_note = {}, None, str(exc)
+    agents = []
+    listeners = {int(a["proxy_port"]): a["name"] for a in cfg.get("agents", [])}
+    # Listeners doctor.json does not name (a service listener such as nix-builds) that refused something.
+    for name in blocked:
+        if name not in listeners.values() and name.split()[-1].isdigit():
+            listeners[int(name.split()[-1])] = name
+    for port, name in listeners.items():
+        try:
+            uid = pwd.getpwnam(name).pw_uid
+        except KeyError:
+            uid = None
+        agents.append({"name": name, "uid": uid, "listener": port, "rules": rules(port) if rules else None,
+                       "rules_note": rules_note, "blocked_last_hour": blocked.get(name, 0) if total is not None
+                       else None})
+    loaded, firewall = firewall_state()
+    up, proxy = proxy_state(cfg)
+    report = {"agents": agents, "firewall": {"loaded": loaded, "detail": firewall},
+              "proxy": {"up": up, "detail": proxy}, "blocked_last_hour": {"count": total, "detail": blocked_note},
+              "ask": "not available", "learn": "not available"}
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return 0
+    rows = [["AGENT", "UID", "LISTENER", "RULES", "BLOCKED (1H)"]] + [[
+        audit.printable(a["name"]), "-" if a["uid"] is None else str(a["uid"]), str(a["listener"]),
+        "not readable" if a["rules"] is None and rules_note.startswith("not") else
+        "-" if a["rules"] is None else str(a["rules"]),
+        "?" if a["blocked_last_hour"] is None else str(a["blocked_last_hour"])] for a in agents]
+    lines = audit.table(rows) + [""] + audit.table([
+        ["firewall loaded", firewall],
+        ["proxy up", proxy],
+        ["blocked, last hour", "unknown (%s)" % blocked_note if total is None else
+         "%d%s%s" % (total, " (agent-sandbox log --blocked --since 1h)" if total else "",
+                     "; " + blocked_note if blocked_note else "")],
+        ["ask mode", "not available"],
+        ["learn mode", "not available"]])
+    lines = [line[2:] for line in lines]
+    if rules is None:
+        lines.append("rules: " + rules_note)
+    print("\n".join(lines))
+    return 0
+
+
+def read_settings(path, command):
+    """doctor.json, or None after saying why it cannot be read."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError) as exc:
+        print("agent-sandbox %s: cannot read the settings %s (%s)" % (command, path, exc), file=sys.stderr)
+        return None
 
 
 def main(argv=None):
@@ -1024,7 +1178,25 @@ def main(argv=None):
                      help="only this agent (may be given more than once); default: every agent in the settings")
     stp.add_argument("--grace", type=float, default=3.0, help="seconds between SIGTERM and SIGKILL (default 3)")
     stp.add_argument("--config", default=CONFIG)
+    log = sub.add_parser("log", help="sum up the proxy's audit log per agent and host, or --follow it"
+                         " (for members of the audit group, no sudo)")
+    log.add_argument("--blocked", action="store_true", help="only blocked requests")
+    log.add_argument("--agent", metavar="NAME", help="only this agent (or listener port)")
+    log.add_argument("--since", metavar="AGE", help="only the last AGE: 45s, 30m, 1h, 2d")
+    log.add_argument("--follow", action="store_true", help="print each request as it is written, until Ctrl-C")
+    log.add_argument("--json", action="store_true", help="the summary as JSON; with --follow, one object a line")
+    log.add_argument("--config", default=CONFIG)
+    sts = sub.add_parser("status", help="agents, listeners and rules, firewall, proxy, recent blocks on one screen")
+    sts.add_argument("--json", action="store_true", help="print it as JSON")
+    sts.add_argument("--config", default=CONFIG)
     args = parser.parse_args(argv)
+    if args.command in ("log", "status"):
+        cfg = read_settings(args.config, args.command)
+        if cfg is None:
+            return 2
+        if args.command == "status":
+            return status(cfg, args.json)
+        return sibling("agent_sandbox_audit").run(args, cfg)
     if args.command == "adopt":
         script = "/usr/local/sbin/agent-sandbox-adopt"
         if not os.path.exists(script):

@@ -572,8 +572,8 @@ class AgentSandboxPolicy:
             if scan.refusal:
                 self._leaked(flow, meta, scan.refusal | set(meta.get("secrets") or ()))
             return
-        if isinstance(req.stream, RequestBody) and req.raw_content is None:
-            return   # streamed: RequestBody checked every chunk and the trailers (guard.py acts on it)
+        if (isinstance(req.stream, RequestBody) and req.raw_content is None) or not (req.raw_content or req.trailers):
+            return   # streamed (RequestBody checked every chunk and the trailers, guard.py acts on it), or no body
         # A body that was not streamed (none at all, or guard.py is not in place): check it whole,
         # before it goes.
         body = RequestBody(self.secrets, {}, req.headers.get("content-encoding"))
