@@ -93,7 +93,9 @@ def mitmdump_binary():
     return str(candidate) if candidate.exists() else shutil.which("mitmdump")
 
 
-def start_mitmdump(work, ca, addon_files=None):
+def start_mitmdump(work, ca, addon_files=None, options=()):
+    """mitmdump on a free port of 127.0.0.1, with the addon when addon_files is given, and any more
+    `options` ("name=value") set. Returns (process, port) once the port accepts connections."""
     port = free_port()
     # With the addon: its --mitmdump launcher, as the mitm_proxy role runs it (the same mitmdump
     # master, with the addon added to it instead of loaded with -s).
@@ -103,6 +105,8 @@ def start_mitmdump(work, ca, addon_files=None):
             "--set", "http3=false", "--set", "flow_detail=0", "--set", "termlog_verbosity=warn"]
     for option, path in (addon_files or {}).items():
         cmd += ["--set", "%s=%s" % (option, path)]
+    for option in options:
+        cmd += ["--set", option]
     log = open(work / ("mitmdump-%d.log" % port), "wb")  # pylint: disable=consider-using-with
     env = dict(os.environ, PYTHONPATH=str(PACKAGE_PARENT))
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)  # pylint: disable=consider-using-with

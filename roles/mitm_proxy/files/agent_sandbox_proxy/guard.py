@@ -95,13 +95,20 @@ def install(refusal_response):
             yield from original_request(self, event)
             return
         if body.refusal is None:
-            if isinstance(event, mhttp.RequestEndOfMessage):
-                # Look at the held-back end and the trailers before mitmproxy ends the request upstream.
-                for chunk in body.finish(self.flow.request.trailers):
-                    yield mhttp.SendHttp(mhttp.RequestData(self.stream_id, chunk), self.context.server)
-            if body.refusal is None:
-                yield from original_request(self, event)   # RequestBody looks at the chunk here
+            if type(event) is mhttp.RequestData:  # pylint: disable=unidiomatic-typecheck
+                # What mitmproxy's own state does with a chunk, with the look at the result in between.
+                chunks = body(event.data)
                 if body.refusal is None:
+                    for chunk in [chunks] if isinstance(chunks, bytes) else chunks:
+                        yield mhttp.SendHttp(mhttp.RequestData(self.stream_id, chunk), self.context.server)
+                    return
+            else:
+                if isinstance(event, mhttp.RequestEndOfMessage):
+                    # The held-back end and the trailers, before mitmproxy ends the request upstream.
+                    for chunk in body.finish(self.flow.request.trailers):
+                        yield mhttp.SendHttp(mhttp.RequestData(self.stream_id, chunk), self.context.server)
+                if body.refusal is None:
+                    yield from original_request(self, event)
                     return
         if not body.acted:
             body.acted = True

@@ -39,31 +39,23 @@ except ImportError:  # pragma: no cover - mitmproxy depends on it
 _PIECE = 1 << 20
 
 
-# Up to this many literals, a chunk is first tested with one substring search per literal (C's
-# fast search, a few microseconds for 16 KiB), which is much quicker than the alternation regex on
-# the usual chunk that holds none of them; the regex then runs only on a hit.
-_FEW = 6
-
-
 def prefixes(literals):
     """What Window needs, made once per secrets file: (every proper start of every literal, the
-    length of the longest less one, the literals when they are few enough to test one by one)."""
-    literals = sorted(literals, key=len, reverse=True)
+    length of the longest less one, a regex of their first bytes)."""
     firsts = sorted({lit[0] for lit in literals})
     return (frozenset(lit[:i] for lit in literals for i in range(1, len(lit))),
             max((len(lit) for lit in literals), default=1) - 1,
-            tuple(literals) if len(literals) <= _FEW else None,
             re.compile(b"[" + b"".join(re.escape(bytes([b])) for b in firsts) + b"]") if firsts else None)
 
 
 class Window:
     """Finds literals (a compiled alternation of them) in a stream of chunks cut anywhere."""
 
-    __slots__ = ("regex", "prefixes", "keep", "few", "first", "tail")
+    __slots__ = ("regex", "prefixes", "keep", "first", "tail")
 
     def __init__(self, regex, starts):
         self.regex = regex
-        self.prefixes, self.keep, self.few, self.first = starts
+        self.prefixes, self.keep, self.first = starts
         self.tail = b""
 
     def held(self, data):
@@ -81,12 +73,13 @@ class Window:
         """(data ready to go on, matches found in it). The rest waits in self.tail for the next chunk."""
         data = self.tail + chunk if self.tail else chunk
         cut = len(data) if last else len(data) - self.held(data)
+        # One regex over the chunk: a pre-test with `in` per literal looked cheaper but is up to 15
+        # times slower on some bodies (a long run of one byte).
         matches = []
-        if self.few is None or any(lit in data for lit in self.few):
-            for match in self.regex.finditer(data):
-                if match.start() >= cut:
-                    break
-                matches.append(match)
+        for match in self.regex.finditer(data):
+            if match.start() >= cut:
+                break
+            matches.append(match)
         if matches:
             cut = max(cut, matches[-1].end())
         self.tail = data[cut:]
