@@ -505,8 +505,8 @@ def main(argv=None):
                                                                                       how == "chunked"))
                     for name in order:
                         results[name]["rss_" + phase].append(status_bytes(clients[name][1], "VmHWM"))
-                    for proc, port in proxies.values():
-                        overhead.stop(proc)
+                    for proc_port in proxies.values():
+                        overhead.stop(proc_port[0])
                     proxies = {}
                 requests += 2 * (2 + len(UPLOADS))   # each measurement: a warm-up request and the timed one
                 for name in order:
@@ -521,8 +521,8 @@ def main(argv=None):
             proxies = start_proxies(work, pki["ca.pem"], files, addon_options)
             checks = {name: protections(Client(server_port, proxy_ca, port, timeout=10))
                       for name, (proc, port) in proxies.items()}
-            for proc, port in proxies.values():
-                overhead.stop(proc)
+            for proc_port in proxies.values():
+                overhead.stop(proc_port[0])
             proxies = {}
             # The addon really was in the path: an audit line for every request it passed.
             lines = files["agent_sandbox_audit"].read_text().count("\n")
