@@ -711,16 +711,19 @@ class AgentSandboxPolicy:
         resp.stream = ResponseBody(self.secrets, meta, decoder)
 
     def _mask_headers(self, flow, meta):
-        resp = flow.response
-        if not self.secrets.value_re.search(b"\n".join(value for name, value in resp.headers.fields)):
+        self._mask_fields(flow.response.headers, meta)
+
+    def _mask_fields(self, headers, meta):
+        """Mask real values in a header (or trailer) list, in place."""
+        if not self.secrets.value_re.search(b"\n".join(value for name, value in headers.fields)):
             return
         fields = []
         names = meta.setdefault("masked_names", [])
-        for name, value in resp.headers.fields:
+        for name, value in headers.fields:
             value, found = self.secrets.mask(value)
             names.extend(sorted(found - set(names)))
             fields.append((name, value))
-        resp.headers.fields = tuple(fields)
+        headers.fields = tuple(fields)
         meta["masked"] = True
 
     @_guard
@@ -730,16 +733,8 @@ class AgentSandboxPolicy:
         resp = flow.response
         if self.secrets and meta.get("decision") == "allow":
             self._mask_headers(flow, meta)
-            if resp.trailers and self.secrets.value_re.search(b"\n".join(v for n, v in resp.trailers.fields)):
-                # Trailers (gRPC's status, for one) go to the agent after this hook.
-                fields = []
-                names = meta.setdefault("masked_names", [])
-                for name, value in resp.trailers.fields:
-                    value, found = self.secrets.mask(value)
-                    names.extend(sorted(found - set(names)))
-                    fields.append((name, value))
-                resp.trailers.fields = tuple(fields)
-                meta["masked"] = True
+            if resp.trailers:   # trailers (gRPC's status, for one) go to the agent after this hook
+                self._mask_fields(resp.trailers, meta)
             raw = resp.raw_content
             if raw:   # not streamed (a test, or an addon that set stream = False): masked whole
                 if resp.headers.get("content-encoding", "identity").lower() != "identity":
