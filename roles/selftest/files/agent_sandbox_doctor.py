@@ -941,6 +941,29 @@ class Doctor:
                     else "group %s (gid %d) is not in the rules: a build the agent submits reaches the network"
                          " directly (set agent_sandbox_nix_enabled: true and run site.yml)" % (group, gid))
 
+    def runtime_answers(self):
+        """Learning mode opens every name to the agent: while it is on, the sandbox is not what the inventory says."""
+        path = self.cfg.get("control_file") or CONTROL_FILE
+        state = control_state(path, time.time())
+        port = int(self.cfg["proxy_port"])
+        if state["problem"]:
+            self.record(False, "control file valid", "read %s" % path, state["problem"])
+            return
+        until = state["learn"].get(port)
+        self.record(until is None, "learning mode off", "read %s" % path,
+                    "learning mode on until %s UTC: every name on ports 80 and 443 is open to this agent"
+                    " (sudo agent-sandbox learn ... ends it with Ctrl-C; the proxy ends it then by itself)"
+                    % time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(until)) if until is not None
+                    else "off (no learning run for this agent)")
+        if port in state["ask"]:
+            self.notes.append("ask mode is on for %s: a request to a host with no rule waits up to %d s for"
+                              " `sudo agent-sandbox allow` (agent-sandbox pending lists them)"
+                              % (self.agent, state["ask"][port]))
+        if state["always"].get(port):
+            self.notes.append("%s has run-time approvals kept until revoked: %s (add them to the inventory"
+                              " or `sudo agent-sandbox revoke HOST --agent %s`)"
+                              % (self.agent, ", ".join(state["always"][port]), self.agent))
+
     def units(self):
         for unit in self.cfg.get("units", []):
             enabled, active = systemctl("is-enabled", unit), systemctl("is-active", unit)
@@ -959,7 +982,7 @@ class Doctor:
             return (self.units, self.start_guard, self.atomic_reload, self.direct_udp, self.proxy_reachable,
                     self.proxy_policy, self.nix_builds, self.repositories) + host
         return (self.identity, self.direct_egress, self.loopback, self.proxy_policy, self.files, self.units,
-                self.start_guard, self.atomic_reload, self.nix_builds, self.repositories) + host
+                self.start_guard, self.atomic_reload, self.nix_builds, self.repositories, self.runtime_answers) + host
 
     def run(self, quick=False):
         steps = self.checks(quick)
@@ -1026,6 +1049,33 @@ POLICY = "/etc/agent-sandbox/proxy/policy.json"
 PF_ANCHOR = "com.apple/000.agent_sandbox"  # host_firewall's anchor on macOS
 LAUNCHD_PROXY = "system/org.agent-sandbox.proxy"  # mitm_proxy's LaunchDaemon on macOS
 NEEDS_ROOT = "unknown (needs root: sudo agent-sandbox status)"
+CONTROL_FILE = "/etc/agent-sandbox/proxy/control.json"
+
+
+def control_state(path, now):
+    """What the admin's control file (agent-sandbox ask/allow/learn) has in force now, by listener port:
+    {"ask": {port: timeout}, "learn": {port: until}, "always": {port: [host]}, "approved": n, "problem": text}."""
+    state = {"ask": {}, "learn": {}, "always": {}, "approved": 0, "problem": None}
+    try:
+        with open(path, encoding="utf-8") as fh:
+            doc = json.load(fh)
+        for port, value in (doc.get("ask") or {}).items():
+            state["ask"][int(port)] = int(value["timeout"])
+        for port, value in (doc.get("learn") or {}).items():
+            if float(value["until"]) > now:
+                state["learn"][int(port)] = float(value["until"])
+        for entry in doc.get("approved") or []:
+            if entry.get("until") is None:
+                state["always"].setdefault(int(entry["listener"]), []).append(str(entry["host"]))
+            if entry.get("until") is None or float(entry["until"]) > now:
+                state["approved"] += 1
+    except FileNotFoundError:
+        pass
+    except PermissionError as exc:
+        state["problem"] = "cannot read it (%s)" % exc.strerror
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        state["problem"] = "not a valid control file (%s: %s): the proxy ignores it" % (type(exc).__name__, exc)
+    return state
 
 
 def sibling(name):
@@ -1121,9 +1171,20 @@ def status(cfg, as_json):
                        else None})
     loaded, firewall = firewall_state()
     up, proxy = proxy_state(cfg)
+    control = control_state(cfg.get("control_file") or CONTROL_FILE, time.time())
+    named = {port: name for port, name in listeners.items()}
+
+    def by_name(table, shown):
+        return ", ".join("%s %s" % (named.get(port, "listener %d" % port), shown(value))
+                         for port, value in sorted(table.items())) or "off"
+
+    ask = control["problem"] or by_name(control["ask"], lambda timeout: "(holds %d s)" % timeout)
+    learn = control["problem"] or by_name(control["learn"], lambda until: "(until %s UTC)" % time.strftime(
+        "%H:%M:%S", time.gmtime(until)))
     report = {"agents": agents, "firewall": {"loaded": loaded, "detail": firewall},
               "proxy": {"up": up, "detail": proxy}, "blocked_last_hour": {"count": total, "detail": blocked_note},
-              "ask": "not available", "learn": "not available"}
+              "ask": {"state": ask, "listeners": control["ask"], "approvals": control["approved"]},
+              "learn": {"state": learn, "listeners": control["learn"]}}
     if as_json:
         print(json.dumps(report, indent=2))
         return 0
@@ -1138,8 +1199,9 @@ def status(cfg, as_json):
         ["blocked, last hour", "unknown (%s)" % blocked_note if total is None else
          "%d%s%s" % (total, " (agent-sandbox log --blocked --since 1h)" if total else "",
                      "; " + blocked_note if blocked_note else "")],
-        ["ask mode", "not available"],
-        ["learn mode", "not available"]])
+        ["ask mode", ask + ("; %d run-time approvals (agent-sandbox pending)" % control["approved"]
+                            if control["approved"] else "")],
+        ["learn mode", learn]])
     lines = [line[2:] for line in lines]
     if rules is None:
         lines.append("rules: " + rules_note)
@@ -1189,7 +1251,16 @@ def main(argv=None):
     sts = sub.add_parser("status", help="agents, listeners and rules, firewall, proxy, recent blocks on one screen")
     sts.add_argument("--json", action="store_true", help="print it as JSON")
     sts.add_argument("--config", default=CONFIG)
+    try:
+        answers = sibling("agent_sandbox_ask")
+    except OSError:   # an older install without it: the other commands still work
+        answers = None
+    else:
+        answers.add_parsers(sub)
     args = parser.parse_args(argv)
+    if answers is not None and args.command in answers.COMMANDS:
+        cfg = read_settings(args.config, args.command)
+        return 2 if cfg is None else answers.run(args, cfg)
     if args.command in ("log", "status"):
         cfg = read_settings(args.config, args.command)
         if cfg is None:

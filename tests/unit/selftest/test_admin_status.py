@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """`agent-sandbox status`: the agents with their uid, listener, rule count and refusals of the last hour,
 whether the firewall is loaded (root only: otherwise "unknown", never a guess), whether the proxy is
-up, and ask/learn as not available. `systemctl` and `nft` are stand-ins on PATH; the last test runs
+up, and what ask and learn mode are doing (from the control file). `systemctl` and `nft` are stand-ins on PATH; the last test runs
 the command as an unprivileged member of the audit group, as the admin would."""
 from __future__ import annotations
 
@@ -48,7 +48,12 @@ def host(tmp_path, monkeypatch):
     path, _rec = write_log(tmp_path, time.time())
     policy = tmp_path / "policy.json"
     policy.write_text(json.dumps(POLICY))
-    config = write_config(tmp_path, path, policy_file=str(policy),
+    control = tmp_path / "control.json"
+    control.write_text(json.dumps({"version": 1, "ask": {"8080": {"timeout": 45}},
+                                   "learn": {"8081": {"until": time.time() + 600}, "8082": {"until": 1}},
+                                   "approved": [{"listener": 8080, "host": "a.example.net", "port": 443, "until": None},
+                                                {"listener": 8080, "host": "b.example.net", "port": 443, "until": 1}]}))
+    config = write_config(tmp_path, path, policy_file=str(policy), control_file=str(control),
                           agents=AGENTS + [{"name": ME.pw_name, "proxy_port": 8082}])
     monkeypatch.setenv("PATH", "%s:%s" % (standins(tmp_path / "bin"), os.environ["PATH"]))
     return config
@@ -74,12 +79,15 @@ def test_status_as_the_admin(doctor, capsys, host, monkeypatch):
     assert report["blocked_last_hour"] == {"count": 4, "detail": ""}
     assert report["firewall"] == {"loaded": None, "detail": "unknown (needs root: sudo agent-sandbox status)"}
     assert report["proxy"] == {"up": True, "detail": "yes (agent-sandbox-proxy.service: active)"}
-    assert (report["ask"], report["learn"]) == ("not available", "not available")
+    # Ask mode for claude, learning for codex (the old learning run of 8082 is over), one live approval.
+    assert report["ask"] == {"state": "claude (holds 45 s)", "listeners": {"8080": 45}, "approvals": 1}
+    assert report["learn"]["state"].startswith("codex (until ") and list(report["learn"]["listeners"]) == ["8081"]
     text = status(doctor, capsys, host)
     assert text.splitlines()[0].split() == ["AGENT", "UID", "LISTENER", "RULES", "BLOCKED", "(1H)"]
     assert text.splitlines()[1].split() == ["claude", "-", "8080", "3", "2"]
     assert "\nblocked, last hour  4 (agent-sandbox log --blocked --since 1h)\n" in text
-    assert "\nask mode            not available\n" in text
+    assert "\nask mode            claude (holds 45 s); 1 run-time approvals (agent-sandbox pending)\n" in text
+    assert "\nlearn mode          codex (until " in text
 
 
 def test_firewall_as_root_and_proxy_down(doctor, capsys, host, monkeypatch):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .control import load_control
 from .policy import PolicyError, load_policy
 from .secrets import load_secrets
 
@@ -26,17 +27,23 @@ def main(argv=None):
         return run_mitmdump(argv[1:])
     parser = argparse.ArgumentParser(
         prog="python -m agent_sandbox_proxy",
-        description="Validate agent-sandbox proxy files (exit 0 when valid, 2 with the reason when not), "
+        description="Validate agent-sandbox proxy files: policy, secrets, the admin's control file "
+                    "(exit 0 when valid, 2 with the reason when not), "
                     "or run mitmdump with the policy addon built in (--mitmdump ARGS...).")
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--check-policy", metavar="FILE")
     group.add_argument("--check-secrets", metavar="FILE")
+    group.add_argument("--check-control", metavar="FILE")
     args = parser.parse_args(argv)
-    path = args.check_policy or args.check_secrets
+    path = args.check_policy or args.check_secrets or args.check_control
     try:
         if args.check_policy:
             policy = load_policy(path)
             print("%s: valid policy: %d rules, %d listener profiles" % (path, policy.rule_count, len(policy.listeners)))
+        elif args.check_control:
+            control = load_control(path)
+            print("%s: valid control file: %d approvals, %d denials, ask mode on %d listeners, learning on %d"
+                  % (path, len(control.approved), len(control.denied), len(control.ask), len(control.learn)))
         else:
             secrets = load_secrets(path)
             print("%s: valid secrets file: %d secrets" % (path, len(secrets.secrets)))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import ipaddress
+import json
 import logging
 import os
 import signal
@@ -21,7 +22,8 @@ from mitmproxy.proxy import layers as mlayers
 from mitmproxy.proxy.mode_specs import ProxyMode, RegularMode, UpstreamMode
 
 from .audit import AuditLog, timestamp
-from .hosts import IP, WILDCARD, classify_host, split_authority
+from .control import ASK, ASKABLE_PORTS, LEARN, Control, approvable, load_control
+from .hosts import IP, NAME, WILDCARD, classify_host, split_authority
 from .messages import block_response, block_text, clip, text_safe
 from .policy import DEFAULT_HINT, Decision, PolicyError, load_policy
 from .secrets import SecretSet, load_secrets
@@ -32,6 +34,13 @@ LOG = logging.getLogger(__name__)
 
 META = "agent_sandbox"
 RELOAD_INTERVAL = 1.0
+# A held request (ask mode) looks for the admin's answer this often.
+ASK_POLL = 0.25
+# Requests held at once per listener; past that, refused at once (an agent cannot queue up thousands).
+ASK_MAX_PENDING = 32
+# Decisions that did not come from the managed policy: the host is checked at connect time for an
+# internal address, as a wildcard's is, and no secret is injected into its requests.
+_LOOSE = (WILDCARD, ASK, LEARN)
 # A body that announces a Content-Length up to this size is taken whole and checked whole (it is
 # small, and this spares it a call per chunk); every other body is streamed.
 WHOLE_UP_TO = 64 * 1024
@@ -128,7 +137,9 @@ class AgentSandboxPolicy:
         self.secrets = SecretSet()
         self.audit = AuditLog()
         self.config_problem = None
-        self._stamps = {"policy": None, "secrets": None}
+        self.control = Control()
+        self._pending = {}   # (listener, host key, port) -> the held request's entry in the pending file
+        self._stamps = {"policy": None, "secrets": None, "control": None}
         self._next_check = 0.0
         self._host_cache = {}
         self._vetted = {}
@@ -146,6 +157,10 @@ class AgentSandboxPolicy:
         loader.add_option("agent_sandbox_audit_max_bytes", int, 50 * 1024 * 1024,
                           "agent-sandbox: rotate the audit log past this size.")
         loader.add_option("agent_sandbox_audit_backups", int, 5, "agent-sandbox: rotated audit logs kept.")
+        loader.add_option("agent_sandbox_control", str, "",
+                          "agent-sandbox: path of the admin's control file (ask, approvals, learning), read only.")
+        loader.add_option("agent_sandbox_pending", str, "",
+                          "agent-sandbox: path of the file listing requests held in ask mode (written).")
 
     def configure(self, updated):
         self.config_problem = self._check_options()
@@ -162,6 +177,10 @@ class AgentSandboxPolicy:
             self.reload_policy(force=True)
         if "agent_sandbox_secrets" in updated:
             self.reload_secrets(force=True)
+        if "agent_sandbox_control" in updated:
+            self.reload_control(force=True)
+        if "agent_sandbox_pending" in updated:
+            self._write_pending()
 
     def running(self):
         if self._hup_installed or not hasattr(signal, "SIGHUP"):
@@ -187,6 +206,7 @@ class AgentSandboxPolicy:
         LOG.info("agent-sandbox: SIGHUP: reloading policy and secrets")
         self.reload_policy(force=True)
         self.reload_secrets(force=True)
+        self.reload_control(force=True)
         self.audit.reopen_if_moved()
 
     def _check_options(self):
@@ -216,6 +236,7 @@ class AgentSandboxPolicy:
         self._next_check = now + RELOAD_INTERVAL
         self.reload_policy()
         self.reload_secrets()
+        self.reload_control()
         self.audit.reopen_if_moved()
 
     def _changed(self, which, path, force):
@@ -263,6 +284,101 @@ class AgentSandboxPolicy:
             return
         self.secrets = secrets
         LOG.info("agent-sandbox: secrets file %s loaded: %d secrets", path, len(secrets.secrets))
+
+    def reload_control(self, force=False):
+        path = ctx.options.agent_sandbox_control
+        if not path:
+            self.control = Control()
+            return
+        if not self._changed("control", path, force):
+            return
+        try:
+            control = load_control(path)
+        except PolicyError as exc:
+            # Never the previous one: an approval the admin took back must not outlive a broken file.
+            LOG.error("agent-sandbox: control file %s refused: %s; no approvals, ask or learning mode until it is fixed",
+                      path, exc)
+            self.control = Control()
+            return
+        self.control = control
+        LOG.info("agent-sandbox: control file %s loaded: %d approvals, ask mode on %d listeners, learning on %d",
+                 path, len(control.approved), len(control.ask), len(control.learn))
+
+    # ---- ask mode
+
+    def _decide(self, profile, listener, kind, key, port, method=None, path=None):
+        """The policy's decision, then the admin's runtime answers (control.json) for a host with no rule."""
+        decision = profile.decide(kind, key, port, method, path)
+        if decision.allowed or decision.reason != "no-rule" or not self.control or port not in ASKABLE_PORTS:
+            return decision
+        if approvable(key, port):
+            return decision
+        now = time.time()
+        ident = self.control.approval(listener, key, port, now)
+        if ident is not None:
+            return Decision(True, None, "approved %s" % ident, ASK)
+        if self.control.learning(listener, now):
+            return Decision(True, None, "learning", LEARN)
+        if self.control.denial(listener, key, port, now) is not None:
+            return Decision(False, "denied")
+        return decision
+
+    def _askable(self, decision, listener, kind, key, port):
+        return (not decision.allowed and decision.reason == "no-rule" and kind == NAME
+                and self.control.ask_timeout(listener) is not None and approvable(key, port) is None)
+
+    async def _ask(self, listener, key, port, method, path):
+        """Hold a request the policy would refuse until the admin answers (agent-sandbox allow/deny) or
+        the listener's timeout passes. Requests for the same target share one entry."""
+        target = (listener, key, port)
+        entry = self._pending.get(target)
+        if entry is None:
+            if sum(1 for other in self._pending if other[0] == listener) >= ASK_MAX_PENDING:
+                return Decision(False, "ask-busy")
+            now = time.time()
+            entry = self._pending[target] = {
+                "id": os.urandom(4).hex(), "listener": listener, "host": key, "port": port, "method": method,
+                "path": clip(path.split("?", 1)[0], 300) if path else None, "since": round(now, 3),
+                "expires": round(now + self.control.ask_timeout(listener), 3), "waiting": 0}
+            LOG.info("agent-sandbox: holding a request to %s:%s (listener %s) for the admin: id %s",
+                     key, port, listener, entry["id"])
+            self._write_pending()
+        entry["waiting"] += 1
+        try:
+            while True:
+                self.reload_control()
+                now = time.time()
+                ident = self.control.approval(listener, key, port, now)
+                if ident is not None:
+                    return Decision(True, None, "approved %s" % ident, ASK)
+                if self.control.denial(listener, key, port, now) is not None:
+                    return Decision(False, "denied")
+                if self.control.ask_timeout(listener) is None:   # ask mode switched off meanwhile
+                    return Decision(False, "no-rule")
+                if now >= entry["expires"]:
+                    return Decision(False, "ask-timeout")
+                await asyncio.sleep(min(ASK_POLL, max(entry["expires"] - now, 0.01)))
+        finally:
+            entry["waiting"] -= 1
+            if entry["waiting"] <= 0 and self._pending.get(target) is entry:
+                del self._pending[target]
+                self._write_pending()
+
+    def _write_pending(self):
+        """The held requests, for `agent-sandbox pending` (0640, the audit group, like the audit log)."""
+        path = ctx.options.agent_sandbox_pending
+        if not path:
+            return
+        doc = {"version": 1, "pending": [{k: v for k, v in entry.items() if k != "waiting"}
+                                         for entry in self._pending.values()]}
+        tmp = "%s.%d.tmp" % (path, os.getpid())
+        try:
+            with open(tmp, "w", encoding="utf-8") as handle:
+                json.dump(doc, handle)
+            os.replace(tmp, path)
+        except OSError as exc:
+            LOG.error("agent-sandbox: cannot write %s (%s): `agent-sandbox pending` cannot see held requests",
+                      path, exc.strerror or exc)
 
     # ---- helpers
 
@@ -391,7 +507,9 @@ class AgentSandboxPolicy:
             profile_obj = self.policy.profile_for(listener)
             profile = profile_obj.name
             kind, key = self.classify(req.host)
-            decision = profile_obj.decide(kind, key, req.port)
+            decision = self._decide(profile_obj, listener, kind, key, req.port)
+            if self._askable(decision, listener, kind, key, req.port) and not self._placeholders_in_connect(flow):
+                decision = await self._ask(listener, key, req.port, "CONNECT", None)
         meta = self._meta(flow, decision, profile)
         if not decision.allowed:
             self._block(flow, meta, decision.reason, decision.detail)
@@ -401,7 +519,7 @@ class AgentSandboxPolicy:
             if decision.allowed:
                 self._block(flow, meta, "leak", ", ".join(sorted(leaked)))
             return
-        if decision.allowed and decision.how == WILDCARD and flow.server_conn.via is None:
+        if decision.allowed and decision.how in _LOOSE and flow.server_conn.via is None:
             internal = await self._internal_address(req.host, req.port)
             if internal:
                 self._block(flow, meta, "internal-address", internal)
@@ -458,11 +576,12 @@ class AgentSandboxPolicy:
             server.error = "agent-sandbox policy: " + block_text(refusal.reason, host, port, self._hint()).splitlines()[0]
             return
         kind, key = self.classify(host)
-        decision = self.policy.profile_for(_listener_of(data.client)).decide(kind, key, port)
+        listener = _listener_of(data.client)
+        decision = self._decide(self.policy.profile_for(listener), listener, kind, key, port)
         if not decision.allowed:
             server.error = "agent-sandbox policy: " + block_text(decision.reason, host, port, self._hint()).splitlines()[0]
             return
-        if decision.how == WILDCARD:
+        if decision.how in _LOOSE:
             internal = await self._internal_address(host, port)
             if internal:
                 server.error = "agent-sandbox policy: " + block_text(
@@ -484,7 +603,35 @@ class AgentSandboxPolicy:
         if decision is None:
             profile_obj = self.policy.profile_for(listener)
             profile = profile_obj.name
-            decision = self._decide_request(flow, profile_obj, found)
+            decision = self._decide_request(flow, profile_obj, listener, found)
+            if decision.reason == "no-rule" and self.control and req.method != "CONNECT":
+                kind, key = self.classify(req.host)
+                if self._askable(decision, listener, kind, key, req.port) and not self._placeholder_in_head(flow):
+                    return self._held_request(flow, profile, listener, key, found)
+        return self._decided_request(flow, decision, profile, found)
+
+    async def _held_request(self, flow, profile, listener, key, found):
+        """requestheaders for a plain-HTTP request held in ask mode (mitmproxy awaits what a hook returns)."""
+        try:
+            req = flow.request
+            decision = await self._ask(listener, key, req.port, req.method, req.path)
+            if decision.allowed:
+                decision = self._disagreement(flow, NAME, key, found.get(b"host", [])) or decision
+            self._decided_request(flow, decision, profile, found)
+        except Exception as exc:  # pylint: disable=broad-except
+            self.internal_error("requestheaders", exc, flow)
+
+    def _placeholder_in_head(self, flow):
+        """True if a secret placeholder is anywhere in the request head: such a request is never held."""
+        if not self.secrets:
+            return False
+        req = flow.request
+        return self.secrets.placeholder_re.search(b"\n".join(
+            [req.data.path, unquote_to_bytes(req.data.path), req.data.authority or b""]
+            + [b"%s:%s" % field for field in req.headers.fields])) is not None
+
+    def _decided_request(self, flow, decision, profile, found):
+        req = flow.request
         meta = self._meta(flow, decision, profile)
         encoding = found.get(b"content-encoding", [b"identity"])[0].strip().lower().decode("latin-1")
         if encoding == "identity":
@@ -514,7 +661,7 @@ class AgentSandboxPolicy:
             # Small, or guard.py is not in place: the whole body is seen (in `request`) before it goes.
             req.stream = False
 
-    def _decide_request(self, flow, profile, headers):
+    def _decide_request(self, flow, profile, listener, headers):
         req = flow.request
         if req.is_http3:
             return Decision(False, "http3")
@@ -524,7 +671,7 @@ class AgentSandboxPolicy:
             if upgrade.strip().lower() != b"websocket":
                 return Decision(False, "upgrade", detail=upgrade.decode("latin-1"))
         kind, key = self.classify(req.host)
-        decision = profile.decide(kind, key, req.port, req.method.upper(), req.path)
+        decision = self._decide(profile, listener, kind, key, req.port, req.method.upper(), req.path)
         if not decision.allowed:
             return decision
         mismatch = self._disagreement(flow, kind, key, headers.get(b"host", []))
@@ -559,7 +706,10 @@ class AgentSandboxPolicy:
     def request(self, flow):
         meta = flow.metadata.get(META)
         if meta is None:  # the addon was (re)loaded in the middle of this flow
-            self.requestheaders(flow)
+            held = self.requestheaders(flow)
+            if held is not None:   # would be held in ask mode: too late for that here
+                held.close()
+                self._decided_request(flow, Decision(False, "no-rule"), None, {})
             meta = flow.metadata[META]
         if not self.secrets:
             return
@@ -635,7 +785,8 @@ class AgentSandboxPolicy:
         scan(req.data.authority or b"")
         scan(req.host.encode("utf-8", "surrogateescape"))
         allowed = None
-        if req.scheme == "https":
+        # A host the admin opened at run time (ask, learn) never gets a secret: only the inventory says where one goes.
+        if req.scheme == "https" and (flow.metadata.get(META) or {}).get("how") not in (ASK, LEARN):
             kind, key = self.classify(req.host)
             allowed = {secret for secret, how in secrets.for_listener(_listener_of(flow.client_conn)).lookup(kind, key)}
         swaps = []

@@ -23,6 +23,9 @@ def clip(text, limit):
 
 _DETAILS = {
     "no-rule": "{target} is not on the allowlist",
+    "denied": "{target} is not on the allowlist, and an administrator refused it when asked",
+    "ask-timeout": "{target} is not on the allowlist, and no administrator answered in time (ask mode)",
+    "ask-busy": "{target} is not on the allowlist, and too many requests are already waiting for an administrator",
     "ip-literal": "{target} is an IP address; only a rule naming this exact address allows it",
     "idn-host": "{target} is an internationalised name; only a rule naming it exactly allows it",
     "odd-host": "{target} is an unusual spelling of a host (trailing dot, numeric or other non-standard form); "
