@@ -24,6 +24,7 @@ import importlib.util
 import json
 import os
 import re
+import signal
 import sys
 import time
 
@@ -35,6 +36,7 @@ FOLD_AT = 3  # siblings under one parent before learn proposes "*.parent"
 PSL_FILES = ("/usr/share/publicsuffix/public_suffix_list.dat", "/usr/share/publicsuffix/public_suffix_list.dat.gz")
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
 _LOCAL = ("localhost", "local", "internal", "localdomain")
+PRIVATE = re.compile(r"\(private address ([0-9a-fA-F.:]+)\)")
 
 
 class Refused(Exception):
@@ -289,8 +291,12 @@ def propose(records, suffixes):
         host = record.get("host")
         if not isinstance(host, str):
             continue
-        entry = hosts.setdefault(host.lower(), {"ports": set(), "methods": set(), "paths": set(), "count": 0})
+        entry = hosts.setdefault(host.lower(), {"ports": set(), "methods": set(), "paths": set(), "count": 0,
+                                                "private": set()})
         entry["count"] += 1
+        private = PRIVATE.search(str(record.get("rule") or ""))
+        if private:
+            entry["private"].add(private.group(1))
         if isinstance(record.get("port"), int):
             entry["ports"].add(record["port"])
         method = record.get("method")
@@ -321,7 +327,8 @@ def propose(records, suffixes):
             rule["methods"] = sorted(methods | ({"HEAD"} if "GET" in methods else set()))
         if paths and None not in paths and len(paths) <= 3:
             rule["paths"] = sorted(paths)
-        proposal.append((pattern, rule, members, sum(hosts[h]["count"] for h in members)))
+        private = sorted(set().union(*(hosts[h]["private"] for h in members)))
+        proposal.append((pattern, rule, members, sum(hosts[h]["count"] for h in members), private))
     return proposal
 
 
@@ -362,22 +369,24 @@ def proposal_text(name, port, start, end, proposal, refused, patterns):
         "allowlist:"]
     if not proposal:
         lines.append("  []")
-    for pattern, rule, members, count in proposal:
+    for pattern, rule, members, count, private in proposal:
         note = "%d request%s" % (count, "" if count == 1 else "s")
         if len(members) > 1:
             note += "; %s" % ", ".join(members)
+        if private:
+            note += "; CHECK: it led into a private network (%s)" % ", ".join(private)
         lines += ["  # %s" % note] + yaml_rule(rule)
     diff = []
     if patterns is None:
         diff.append("# (the current allowlist could not be read: no diff)")
     else:
-        for pattern, rule, members, count in proposal:
+        for pattern, rule, members, count, private in proposal:
             already = [covered(m, patterns) for m in members]
             if pattern in patterns or all(already):
                 diff.append("  %s  (already allowed)" % pattern)
             else:
                 diff.append("+ %s  (new)" % pattern)
-        used = {m for p, r, members, c in proposal for m in members} | {p for p, r, m, c in proposal}
+        used = {m for entry in proposal for m in entry[2]} | {entry[0] for entry in proposal}
         for pattern in patterns:
             if pattern and pattern not in used and not any(covered(m, [pattern]) for m in used):
                 diff.append("- %s  (allowed, not used while learning)" % pattern)
@@ -406,8 +415,13 @@ def cmd_learn(args, cfg, paths):
     with changing(paths["control"]) as doc:
         doc.setdefault("learn", {})[str(port)] = {"until": until, "started": start}
     print("learning mode on for %s (listener %d) until %s UTC: every name on ports 80 and 443 is allowed"
-          " and recorded, no secret is injected. Ctrl-C ends it early." % (name, port, audit().shown_time(until)),
+          " and recorded, no secret is injected. Ctrl-C (or SIGTERM) ends it early." % (name, port, audit().shown_time(until)),
           file=sys.stderr)
+    def stop(signum, frame):  # pylint: disable=unused-argument
+        raise KeyboardInterrupt
+
+    # SIGTERM (kill, timeout(1)) ends it early like Ctrl-C, with the proposal printed.
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
         while time.time() < until:
             time.sleep(min(1.0, max(until - time.time(), 0.01)))
@@ -419,6 +433,7 @@ def cmd_learn(args, cfg, paths):
             mine = doc.get("learn", {}).get(str(port))
             if mine and mine.get("started") == start:
                 del doc["learn"][str(port)]
+        signal.signal(signal.SIGTERM, previous)
     end = time.time()
     time.sleep(0.3)   # the proxy writes a request's audit line when its response has gone
     reading = audit().Reading(cfg.get("audit_log") or audit().AUDIT_LOG)

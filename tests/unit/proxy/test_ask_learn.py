@@ -25,7 +25,8 @@ def allowed(flow):
 @pytest.fixture(autouse=True)
 def external_answers(monkeypatch):
     """Name resolution without DNS: the hosts opened at run time are checked like a wildcard's."""
-    answers = {"inside.example.net": "10.1.2.3"}
+    answers = {"inside.example.net": "127.0.0.5", "metadata.example.net": "169.254.169.254",
+               "private.example.net": "10.1.2.3"}
 
     async def fake_getaddrinfo(self, host, port, **kwargs):  # pylint: disable=unused-argument
         return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (answers.get(host, "93.184.216.34"), port))]
@@ -165,13 +166,32 @@ def test_what_can_never_be_asked_for_or_approved(tmp_path):
     assert blocked(env.connect("10.0.0.1"), "ip-literal")
 
 
-def test_an_approved_name_that_resolves_inside_is_refused(tmp_path, external_answers):
-    env = control_env(tmp_path, dict(ASK, approved=[
-        {"listener": 8080, "host": "inside.example.net", "port": 443, "until": None},
-        {"listener": 8080, "host": "outside.example.net", "port": 443, "until": None}]))
+def test_a_name_that_leads_to_this_machine_or_its_link_is_never_opened(tmp_path):
+    approve = [{"listener": 8080, "host": host, "port": 443, "until": None}
+               for host in ("inside.example.net", "metadata.example.net", "private.example.net", "outside.example.net")]
+    env = control_env(tmp_path, dict(ASK, approved=approve))
     assert blocked(env.connect("inside.example.net"), "internal-address")
+    assert blocked(env.connect("metadata.example.net"), "internal-address")
+    # A private address can be approved (the admin saw it: see below); a public one of course.
+    assert allowed(env.connect("private.example.net"))
     assert allowed(env.connect("outside.example.net"))
-    assert external_answers   # used
+    # Not held either: refused at once, and nothing is pending.
+    env2 = control_env(subdir(tmp_path, "two"), ASK)
+    started = time.monotonic()
+    assert blocked(env2.connect("metadata.example.net"), "internal-address")
+    assert time.monotonic() - started < 0.5 and pending(env2) == []
+    # What the admin sees of a held request: where the name leads, and that it is private.
+    seen = []
+
+    def approve_private(entry):
+        return dict(ASK, approved=[{"listener": 8080, "host": entry["host"], "port": 443, "until": None}])
+
+    async def scenario():
+        return await asyncio.gather(connect_async(env2, "private.example.net"),
+                                    answer_when_pending(env2, approve_private, seen))
+
+    assert allowed(asyncio.run(scenario())[0])
+    assert (seen[0]["addresses"], seen[0]["private"]) == (["10.1.2.3"], True)
 
 
 def test_no_secret_for_a_host_opened_at_run_time(tmp_path):
@@ -203,7 +223,10 @@ def test_learning_opens_names_on_80_and_443_until_the_deadline(tmp_path):
     assert blocked(env.connect("10.0.0.1"), "ip-literal")
     assert blocked(env.connect("learned.example.net", 22), "no-rule")
     assert blocked(env.connect("learned.example.net", listener=8081), "no-rule")
-    assert [line["rule"] for line in env.audit_lines() if line["decision"] == "allow"] == ["learning", "learning"]
+    assert allowed(env.connect("private.example.net"))   # a private address is reached, and said so
+    assert blocked(env.connect("metadata.example.net"), "internal-address")   # this machine's link is not
+    assert [line["rule"] for line in env.audit_lines() if line["decision"] == "allow"] == [
+        "learning", "learning", "learning (private address 10.1.2.3)"]
     # The proxy ends it at the deadline by itself: nobody rewrites the file.
     update(env, {"version": 1, "learn": {"8080": {"until": time.time() + 0.3}}})
     assert allowed(env.connect("learned.example.net"))

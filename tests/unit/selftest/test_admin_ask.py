@@ -145,6 +145,7 @@ def test_learn_proposes_what_was_used(doctor, host, capsys, monkeypatch):
                 record("a.cdn.example.net"), record("b.cdn.example.net"), record("c.cdn.example.net", method="HEAD"),
                 record("x.github.io"), record("y.github.io"), record("z.github.io"),
                 record("api.example.com", method="POST", path="/v1/chat"), record("api.example.com", path="/v1/models"),
+                record("nas.example.com", rule="learning (private address 10.1.2.3)"),
                 record("10.0.0.1", method="CONNECT", path=None, decision="block", reason="ip-literal", rule=None),
                 record("other.example.org", listener=8081)])
         sleeps.append(seconds)
@@ -157,7 +158,9 @@ def test_learn_proposes_what_was_used(doctor, host, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert out == out_file.read_text()
     rules = [line for line in out.splitlines() if line.startswith("  - ")]
+    assert "# 1 request; CHECK: it led into a private network (10.1.2.3)" in out
     assert rules == ['  - host: "api.example.com"', '  - host: "*.cdn.example.net"', '  - host: "files.pythonhosted.org"',
+                     '  - host: "nas.example.com"',
                      '  - host: "pypi.org"', '  - host: "x.github.io"', '  - host: "y.github.io"', '  - host: "z.github.io"']
     assert '    methods: ["POST", "GET", "HEAD"]' not in out
     assert '    methods: ["GET", "HEAD", "POST"]' in out and '    paths: ["/v1/"]' in out

@@ -57,13 +57,22 @@ def _small(message, found):
     return len(lengths) == 1 and lengths[0].isdigit() and int(lengths[0]) <= WHOLE_UP_TO
 
 
-def _is_internal(address):
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
+def _address(text):
+    ip = ipaddress.ip_address(text.split("%", 1)[0])
     mapped = getattr(ip, "ipv4_mapped", None)
-    if mapped is not None:
-        ip = mapped
-    return (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_unspecified
-            or ip.is_multicast or ip.is_reserved or getattr(ip, "is_site_local", False))
+    return ip if mapped is None else mapped
+
+
+def _is_local(address):
+    """This machine, its link (cloud metadata services live at link-local 169.254.169.254) or no host at all:
+    never reachable through a host opened at run time (ask, learn), whatever the admin answered."""
+    ip = _address(address)
+    return ip.is_loopback or ip.is_link_local or ip.is_unspecified or ip.is_multicast or ip.is_reserved
+
+
+def _is_internal(address):
+    ip = _address(address)
+    return ip.is_private or _is_local(address) or getattr(ip, "is_site_local", False)
 
 
 def _header_values(fields, wanted):
@@ -335,11 +344,20 @@ class AgentSandboxPolicy:
         if entry is None:
             if sum(1 for other in self._pending if other[0] == listener) >= ASK_MAX_PENDING:
                 return Decision(False, "ask-busy")
+            # The admin sees where the name leads before answering; this machine and its link are never asked for.
+            addresses = await self._resolve(key, port)
+            local = [address for address in addresses if _is_local(address)]
+            if local:
+                return Decision(False, "internal-address", detail=local[0])
+            entry = self._pending.get(target)   # another request for it may have started holding meanwhile
+        if entry is None:
             now = time.time()
             entry = self._pending[target] = {
                 "id": os.urandom(4).hex(), "listener": listener, "host": key, "port": port, "method": method,
                 "path": clip(path.split("?", 1)[0], 300) if path else None, "since": round(now, 3),
-                "expires": round(now + self.control.ask_timeout(listener), 3), "waiting": 0}
+                "expires": round(now + self.control.ask_timeout(listener), 3),
+                "addresses": sorted(set(addresses))[:4],
+                "private": any(_is_internal(address) for address in addresses), "waiting": 0}
             LOG.info("agent-sandbox: holding a request to %s:%s (listener %s) for the admin: id %s",
                      key, port, listener, entry["id"])
             self._write_pending()
@@ -482,17 +500,20 @@ class AgentSandboxPolicy:
             "secrets": [], "masked": False,
         })
 
-    async def _internal_address(self, host, port):
-        """The first internal address host resolves to, or None (also None if it does not resolve)."""
+    async def _resolve(self, host, port):
+        """The addresses host resolves to ([] if it does not resolve)."""
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except (OSError, UnicodeError):
-            return None
-        for info in infos:
-            address = info[4][0]
-            if _is_internal(address):
-                return address
-        return None
+            return []
+        return [info[4][0] for info in infos]
+
+    async def _internal_address(self, host, port, how=WILDCARD):
+        """The first address host resolves to that a host allowed this way must not reach, or None
+        (also None if it does not resolve). A wildcard: no internal address at all. A host opened at
+        run time: not this machine or its link (a private address is shown to the admin instead)."""
+        inside = _is_internal if how == WILDCARD else _is_local
+        return next((address for address in await self._resolve(host, port) if inside(address)), None)
 
     # ---- CONNECT
 
@@ -520,10 +541,15 @@ class AgentSandboxPolicy:
                 self._block(flow, meta, "leak", ", ".join(sorted(leaked)))
             return
         if decision.allowed and decision.how in _LOOSE and flow.server_conn.via is None:
-            internal = await self._internal_address(req.host, req.port)
+            addresses = await self._resolve(req.host, req.port)
+            inside = _is_internal if decision.how == WILDCARD else _is_local
+            internal = next((address for address in addresses if inside(address)), None)
             if internal:
                 self._block(flow, meta, "internal-address", internal)
                 return
+            private = next((address for address in addresses if _is_internal(address)), None)
+            if private:   # a host opened at run time that leads into a private network: the log says so
+                meta["rule"] = "%s (private address %s)" % (meta["rule"], private)
             if len(self._vetted) > 10000:
                 self._vetted.clear()
             self._vetted.setdefault(flow.client_conn.id, set()).add((req.host, req.port))
@@ -582,7 +608,7 @@ class AgentSandboxPolicy:
             server.error = "agent-sandbox policy: " + block_text(decision.reason, host, port, self._hint()).splitlines()[0]
             return
         if decision.how in _LOOSE:
-            internal = await self._internal_address(host, port)
+            internal = await self._internal_address(host, port, decision.how)
             if internal:
                 server.error = "agent-sandbox policy: " + block_text(
                     "internal-address", host, port, self._hint(), detail=internal).splitlines()[0]
