@@ -121,7 +121,7 @@ LEARN = """
 set -u
 agent-sandbox learn --agent agent --for 10m --write /root/proposal.yml >/root/learn.out 2>/root/learn.err &
 pid=$!
-for i in $(seq 50); do grep -q learn /etc/agent-sandbox/proxy/control.json 2>/dev/null && break; sleep 0.2; done
+for i in $(seq 50); do grep -q learn /etc/agent-sandbox/control.json 2>/dev/null && break; sleep 0.2; done
 for site in learn-one learn-two learn-three; do
   %(one)s; echo " $site"
 done
@@ -162,7 +162,7 @@ def test_the_proxy_ends_learning_at_the_deadline_without_the_command(host):
 set -u
 agent-sandbox learn --agent agent --for 6s >/dev/null 2>&1 &
 pid=$!
-for i in $(seq 50); do grep -q learn /etc/agent-sandbox/proxy/control.json 2>/dev/null && break; sleep 0.2; done
+for i in $(seq 50); do grep -q learn /etc/agent-sandbox/control.json 2>/dev/null && break; sleep 0.2; done
 kill -KILL $pid
 %(one)s; echo " during"
 sleep 7
@@ -171,5 +171,5 @@ sleep 7
     out = host.run("bash -c %s" % shlex.quote(script))
     assert out.stdout.splitlines() == ["200 200 during", "000 403 after"], out.stdout + out.stderr
     # The dead command's entry is still in the file; the proxy and the doctor both read it as over.
-    assert "learn" in host.file("/etc/agent-sandbox/proxy/control.json").content_string
+    assert "learn" in host.file("/etc/agent-sandbox/control.json").content_string
     assert "learn mode          off" in admin(host, "agent-sandbox status").stdout

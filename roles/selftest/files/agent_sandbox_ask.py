@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """agent-sandbox ask, pending, allow, deny, revoke and learn: the admin's answers at run time.
 
-They write the proxy's control file (/etc/agent-sandbox/proxy/control.json, root's, 0644), which the
+They write the proxy's control file (/etc/agent-sandbox/control.json, root's, 0644), which the
 proxy reads within a second, like its policy; nothing restarts. The proxy lists the requests it holds
 in ask mode in pending.json beside its audit log (0640, the audit group). The format of both is in
 docs/proxy-policy.md, "Ask and learn".
@@ -28,7 +28,7 @@ import signal
 import sys
 import time
 
-CONTROL = "/etc/agent-sandbox/proxy/control.json"
+CONTROL = "/etc/agent-sandbox/control.json"
 PENDING = "/var/log/agent-sandbox/proxy/pending.json"
 ASKABLE_PORTS = (80, 443)
 DENY_FOR = 600

@@ -1049,7 +1049,7 @@ POLICY = "/etc/agent-sandbox/proxy/policy.json"
 PF_ANCHOR = "com.apple/000.agent_sandbox"  # host_firewall's anchor on macOS
 LAUNCHD_PROXY = "system/org.agent-sandbox.proxy"  # mitm_proxy's LaunchDaemon on macOS
 NEEDS_ROOT = "unknown (needs root: sudo agent-sandbox status)"
-CONTROL_FILE = "/etc/agent-sandbox/proxy/control.json"
+CONTROL_FILE = "/etc/agent-sandbox/control.json"
 
 
 def control_state(path, now):

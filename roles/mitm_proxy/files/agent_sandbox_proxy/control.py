@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The admin's runtime answers: ask mode, approvals and denials, learning mode (control.json).
 
-`agent-sandbox ask/allow/deny/learn` (run as root) write /etc/agent-sandbox/proxy/control.json;
+`agent-sandbox ask/allow/deny/learn` (run as root) write /etc/agent-sandbox/control.json;
 the proxy only reads it, like the policy, and never writes it. Pure Python (no mitmproxy).
 The format is described in docs/proxy-policy.md, "Ask and learn".
 
