@@ -417,6 +417,7 @@ def cmd_learn(args, cfg, paths):
     print("learning mode on for %s (listener %d) until %s UTC: every name on ports 80 and 443 is allowed"
           " and recorded, no secret is injected. Ctrl-C (or SIGTERM) ends it early." % (name, port, audit().shown_time(until)),
           file=sys.stderr)
+
     def stop(signum, frame):  # pylint: disable=unused-argument
         raise KeyboardInterrupt
 

@@ -1172,10 +1172,8 @@ def status(cfg, as_json):
     loaded, firewall = firewall_state()
     up, proxy = proxy_state(cfg)
     control = control_state(cfg.get("control_file") or CONTROL_FILE, time.time())
-    named = {port: name for port, name in listeners.items()}
-
     def by_name(table, shown):
-        return ", ".join("%s %s" % (named.get(port, "listener %d" % port), shown(value))
+        return ", ".join("%s %s" % (listeners.get(port, "listener %d" % port), shown(value))
                          for port, value in sorted(table.items())) or "off"
 
     ask = control["problem"] or by_name(control["ask"], lambda timeout: "(holds %d s)" % timeout)

@@ -64,7 +64,7 @@ async def connect_async(env, host, port=443, listener=8080):
 
 
 async def answer_when_pending(env, make_control, seen):
-    for _ in range(200):
+    for attempt in range(200):  # pylint: disable=unused-variable
         await asyncio.sleep(0.02)
         entries = pending(env)
         if entries:
