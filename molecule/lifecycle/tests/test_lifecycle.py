@@ -13,7 +13,9 @@ The tests run in file order and drive the playbooks themselves:
    home belong to the new users, and the doctor passes.
 """
 import io
+import json
 import os
+import shlex
 import subprocess
 import sys
 import tarfile
@@ -127,8 +129,19 @@ def test_1_previous_release_installs(previous):
             assert host(name).file(LEGACY_ADDON).exists
 
 
+KEPT = {"version": 1, "approved": [
+    # `sudo agent-sandbox allow ID --always` keeps approvals outside the inventory; each run lists those it lacks.
+    {"id": "k1", "listener": 8080, "host": "kept.test", "port": 443, "until": None},
+    {"id": "k2", "listener": 8080, "host": "allowed.test", "port": 443, "until": None}]}
+
+
 def test_2_upgrade_to_this_checkout():
+    for name in HOSTS:
+        host(name).run("printf '%%s' %s > /etc/agent-sandbox/control.json" % shlex.quote(json.dumps(KEPT)))
     play("2-upgrade", "site.yml")
+    out = (LOGS / "lifecycle-2-upgrade.log").read_text()
+    listed = [line for line in out.splitlines() if "not in the inventory" in line]
+    assert listed and all("agent: kept.test:443" in line and "allowed.test" not in line for line in listed), listed
     for name in HOSTS:
         h = host(name)
         checked("2-upgrade", name)
@@ -154,6 +167,7 @@ def test_3_teardown_keeping_users_leaves_the_agent_without_network():
         assert h.user("agent").exists
         assert not h.file("/usr/local/bin/agent-run").exists
         assert not h.service("agent-sandbox-proxy.service").is_running
+        assert not h.file("/etc/agent-sandbox/control.json").exists   # the admin's run-time answers went too
         assert h.run("nft list table inet agent_sandbox").rc == 0
         agent_reaches_nothing(h)
 
