@@ -16,7 +16,7 @@ description:
   - launchd reads a property list only when the job is bootstrapped; C(launchctl kickstart -k) restarts
     the job with the definition launchd already holds. So a changed file needs C(launchctl bootout),
     then a wait until C(launchctl print) no longer finds the job (bootout returns before the job has
-    gone, and a bootstrap before that fails with C(5: Input/output error)), then C(launchctl bootstrap).
+    gone, and a bootstrap before that fails with error 5, Input/output error), then C(launchctl bootstrap).
   - A bootstrap runs a job that has C(RunAtLoad) at once.
 author:
   - agent-sandbox developers (@agent-sandbox)
