@@ -145,3 +145,36 @@ def test_the_launchdaemon_runs_the_loader_at_load_and_on_an_interval(mac):
     assert "run interval = 60 seconds" in stdout
     assert "\t\t%s\n" % mac.loader in stdout
     assert mac.launchctl.jobs()[LABEL]["runs"] == 1
+
+
+def tasks(role, name):
+    import yaml
+    from ansible_collections.agent_sandbox.native.tests.unit.roles.darwin_scripts import ROOT
+    return yaml.safe_load((ROOT / "roles" / role / "tasks" / name).read_text())
+
+
+def test_the_role_runs_the_loader_after_the_bootstrap_and_ungated():
+    """The tests above drive the loader; this holds the role to running it the way they assume."""
+    steps = tasks("host_firewall", "Darwin.yml")
+    modules = [next(key for key in step if key.startswith(("agent_sandbox.", "ansible.builtin."))) for step in steps]
+    launchd = modules.index("agent_sandbox.native.launchd_job")
+    loader = next(i for i, step in enumerate(steps)
+                  if step.get("ansible.builtin.command", {}).get("argv") == ["{{ __host_firewall_pf_loader }}"])
+    assert launchd < loader
+    assert "when" not in steps[loader], "the loader decides itself; a condition read before the bootstrap took a second token"
+    assert steps[launchd]["agent_sandbox.native.launchd_job"]["reload"] == "{{ __host_firewall_plist is changed }}"
+    assert not any("pfctl" in str(step.get("ansible.builtin.command", {}).get("argv", "")) for step in steps)
+
+
+def test_absent_waits_for_the_job_before_it_releases_the_token():
+    steps = tasks("host_firewall", "Darwin_absent.yml")
+    assert steps[0]["agent_sandbox.native.launchd_job"]["state"] == "absent"
+    release = next(step for step in steps if step["name"] == "Release our pf enable reference")
+    assert "'pf not enabled' not in __host_firewall_release.stderr" in release["failed_when"]
+
+
+def test_the_proxy_plist_is_reloaded_not_kickstarted():
+    steps = tasks("mitm_proxy", "Darwin.yml")
+    job = next(step for step in steps if "agent_sandbox.native.launchd_job" in step)
+    assert job["agent_sandbox.native.launchd_job"]["reload"] == "{{ __mitm_proxy_plist is changed }}"
+    assert not any("kickstart" in str(step) for step in steps)
