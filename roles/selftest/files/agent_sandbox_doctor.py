@@ -33,6 +33,7 @@ import importlib.util
 import json
 import os
 import pwd
+import shutil
 import signal
 import socket
 import ssl
@@ -971,6 +972,22 @@ class Doctor:
                         "systemctl is-enabled/is-active " + unit,
                         "%s, %s" % (enabled or "no answer", active or "no answer"))
 
+    def pf_confines(self):
+        """macOS: pf enabled and host_firewall's anchor holding rules for this agent's uid. Anyone with
+        root can switch pf off (`pfctl -d`); the LaunchDaemon puts it back at its next run."""
+        if sys.platform != "darwin":
+            return
+        if os.geteuid() != 0:
+            self.notes.append("[%s] whether pf confines the agent needs root: sudo agent-sandbox doctor" % self.agent)
+            return
+        try:
+            uid = pwd.getpwnam(self.agent).pw_uid
+        except KeyError:
+            self.record(False, "pf confines the agent", "look up " + self.agent, "no such user")
+            return
+        ok, happened = pf_confinement(uid)
+        self.record(bool(ok), "pf confines the agent", "pfctl -s info; pfctl -a %s -s rules" % PF_ANCHOR, happened)
+
     def checks(self, quick=False):
         """The checks, in the order the report lists them."""
         # Checks of the host rather than of one agent run once, with the first agent.
@@ -979,10 +996,11 @@ class Doctor:
             # What a working install must show at once, with no probe that waits for a timeout
             # to pass: the units, the start guard, limits and reload path, direct UDP refused, the proxy listener, and through it the allowed
             # path, the blocked host's 403 and the leak probe's refusal; the Nix build users' rules.
-            return (self.units, self.start_guard, self.atomic_reload, self.direct_udp, self.proxy_reachable,
-                    self.proxy_policy, self.nix_builds, self.repositories) + host
-        return (self.identity, self.direct_egress, self.loopback, self.proxy_policy, self.files, self.units,
-                self.start_guard, self.atomic_reload, self.nix_builds, self.repositories, self.runtime_answers) + host
+            return (self.units, self.pf_confines, self.start_guard, self.atomic_reload, self.direct_udp,
+                    self.proxy_reachable, self.proxy_policy, self.nix_builds, self.repositories) + host
+        return (self.identity, self.pf_confines, self.direct_egress, self.loopback, self.proxy_policy, self.files,
+                self.units, self.start_guard, self.atomic_reload, self.nix_builds, self.repositories,
+                self.runtime_answers) + host
 
     def run(self, quick=False):
         steps = self.checks(quick)
@@ -1048,6 +1066,7 @@ def last_log_line(unit):
 POLICY = "/etc/agent-sandbox/proxy/policy.json"
 PF_ANCHOR = "com.apple/000.agent_sandbox"  # host_firewall's anchor on macOS
 LAUNCHD_PROXY = "system/org.agent-sandbox.proxy"  # mitm_proxy's LaunchDaemon on macOS
+LAUNCHD_PF = "org.agent-sandbox.pf"  # host_firewall's LaunchDaemon on macOS: loads the anchor, puts pf back
 NEEDS_ROOT = "unknown (needs root: sudo agent-sandbox status)"
 CONTROL_FILE = "/etc/agent-sandbox/control.json"
 
@@ -1105,20 +1124,43 @@ def rule_counts(path):
     return (lambda port: own.get(port, default)), ""
 
 
+def pfctl(*args):
+    """(exit status, stdout, stderr) of pfctl (macOS; root only)."""
+    path = shutil.which("pfctl", path=os.environ.get("PATH", "") + os.pathsep + "/sbin") or "/sbin/pfctl"
+    try:
+        proc = subprocess.run([path] + list(args), capture_output=True, text=True, check=False, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, "", str(exc)
+    return proc.returncode, proc.stdout, proc.stderr.strip()
+
+
+def pf_confinement(uid=None):
+    """(True, False or None for unknown, what was seen): pf enabled, and the anchor holding rules (for uid)."""
+    rc, out, err = pfctl("-s", "info")
+    if rc != 0:
+        return None, "unknown (pfctl -s info: %s)" % (err[-200:] or "rc %s" % rc)
+    if not any(line.startswith("Status: Enabled") for line in out.splitlines()):
+        return False, ("pf is disabled (someone ran pfctl -d?): the agents are not confined until the LaunchDaemon"
+                       " %s puts it back (sudo launchctl kickstart -k system/%s)" % (LAUNCHD_PF, LAUNCHD_PF))
+    rc, out, err = pfctl("-a", PF_ANCHOR, "-s", "rules")
+    rules = [" ".join(line.split()) for line in out.splitlines() if line.strip()] if rc == 0 else []
+    if not rules:
+        return False, "pf is enabled, but the anchor %s is empty" % PF_ANCHOR
+    if uid is None:
+        return True, "pf enabled, anchor %s loaded (%d rules)" % (PF_ANCHOR, len(rules))
+    own = [rule for rule in rules if rule.endswith(" user = %d" % uid) or " user = %d " % uid in rule]
+    if not any(rule.startswith("block") for rule in own):
+        return False, "pf is enabled, but the anchor %s has no block rule for uid %d" % (PF_ANCHOR, uid)
+    return True, "pf enabled, anchor %s has %d rules for uid %d" % (PF_ANCHOR, len(own), uid)
+
+
 def firewall_state():
     """(loaded: True, False or None for unknown, what was seen). Reading the rules needs root."""
     if os.geteuid() != 0:
         return None, NEEDS_ROOT
     if sys.platform == "darwin":
-        try:
-            proc = subprocess.run(["pfctl", "-a", PF_ANCHOR, "-s", "rules"], capture_output=True, text=True,
-                                  check=False, timeout=30)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return None, "unknown (pfctl: %s)" % exc
-        if proc.returncode != 0:
-            return None, "unknown (pfctl: %s)" % (proc.stderr.strip()[:200] or "rc %d" % proc.returncode)
-        loaded = bool(proc.stdout.strip())
-        return loaded, "yes (pf anchor %s)" % PF_ANCHOR if loaded else "no: pf anchor %s is empty" % PF_ANCHOR
+        loaded, seen = pf_confinement()
+        return loaded, ("yes (%s)" % seen) if loaded else seen if loaded is None else "no: " + seen
     listed, _rules, said = nft_list("table", "inet", "agent_sandbox")
     if listed:
         return True, "yes (nft table inet agent_sandbox)"
