@@ -546,3 +546,130 @@ def test_delete_runs_exactly_these_commands(monkeypatch, agent_args):
 
     assert not failed, result
     script.done()
+
+
+# Full Disk Access (TCC's SystemPolicySysAdminFiles): without it macOS refuses a user's
+# NFSHomeDirectory and the deletion of a user record (tests/unit/fixtures/dscl/README.md).
+
+PROBE = ("dscl", [".", "-change", "/Users/nobody", "NFSHomeDirectory", "/var/empty", "/var/empty"])
+
+
+def deny_full_disk_access(state):
+    state["full_disk_access"] = False
+
+
+def assert_names_full_disk_access(msg):
+    assert "Full Disk Access" in msg
+    assert "System Settings > Privacy & Security > Full Disk Access" in msg
+    assert "Allow full disk access for remote users" in msg
+
+
+def test_without_full_disk_access_no_user_is_made(monkeypatch, fake, agent_args):
+    fake.edit(deny_full_disk_access)
+    before = fake.state()
+
+    result, failed = run(monkeypatch, agent_args)
+
+    assert failed
+    assert_names_full_disk_access(result["msg"])
+    assert result["rc"] == 40 and "eDSPermissionError" in result["stderr"]
+    # The probe writes nobody's home over itself, and nothing else is written.
+    assert fake.writes() == [PROBE]
+    assert fake.state() == before
+    assert not os.path.exists(agent_args["home"])
+
+
+def test_without_full_disk_access_a_user_is_not_half_deleted(monkeypatch, fake, agent_args):
+    run(monkeypatch, agent_args)
+    fake.edit(deny_full_disk_access)
+    fake.clear_calls()
+    before = fake.state()
+
+    result, failed = run(monkeypatch, dict(name="agent", state="absent"))
+
+    assert failed
+    assert_names_full_disk_access(result["msg"])
+    assert fake.writes() == [PROBE]
+    assert fake.state() == before, "the memberships stay until the record can go"
+
+
+def test_check_mode_does_not_probe(monkeypatch, fake, agent_args):
+    fake.edit(deny_full_disk_access)
+
+    result, failed = run(monkeypatch, agent_args, check_mode=True)
+
+    assert not failed, result
+    assert result["actions"][0] == "create user agent"
+    assert fake.writes() == []
+
+
+def test_an_unchanged_user_needs_no_probe(monkeypatch, fake, agent_args):
+    run(monkeypatch, agent_args)
+    fake.edit(deny_full_disk_access)
+    fake.clear_calls()
+
+    result, failed = run(monkeypatch, agent_args)
+
+    assert not failed, result
+    assert result["changed"] is False
+    assert fake.writes() == []
+
+
+def test_an_attribute_change_that_needs_no_full_disk_access_is_not_probed(monkeypatch, fake, agent_args):
+    run(monkeypatch, agent_args)
+    fake.edit(deny_full_disk_access)
+    fake.clear_calls()
+
+    result, failed = run(monkeypatch, dict(agent_args, shell="/bin/bash"))
+
+    assert not failed, result
+    assert fake.writes() == [("dscl", [".", "-create", "/Users/agent", "UserShell", "/bin/bash"])]
+
+
+def test_a_home_change_without_full_disk_access_is_refused_before_any_write(monkeypatch, fake, agent_args, tmp_path):
+    run(monkeypatch, agent_args)
+    fake.edit(deny_full_disk_access)
+    fake.clear_calls()
+
+    result, failed = run(monkeypatch, dict(agent_args, home=str(tmp_path / "elsewhere"), shell="/bin/bash"))
+
+    assert failed
+    assert_names_full_disk_access(result["msg"])
+    assert fake.writes() == [PROBE]
+
+
+def test_a_refused_write_after_the_probe_names_full_disk_access_and_leaves_a_hidden_user(monkeypatch, fake, agent_args):
+    # Without a nobody record there is nothing to probe: the first write macOS keeps for Full
+    # Disk Access is then refused mid-run, and what was made by then is hidden.
+    fake.edit(lambda state: (deny_full_disk_access(state), state["users"].pop("nobody")))
+
+    result, failed = run(monkeypatch, agent_args)
+
+    assert failed
+    assert_names_full_disk_access(result["msg"])
+    assert result["rc"] == 40
+    assert result["cmd"][1:] == [".", "-create", "/Users/agent", "NFSHomeDirectory", agent_args["home"]]
+    assert any("cannot probe" in warning for warning in result["warnings"])
+    agent = fake.state()["users"]["agent"]
+    assert agent["dsAttrTypeNative:IsHidden"] == ["1"]
+    assert agent["Password"] == ["*"]
+    writes = fake.writes()
+    assert writes[:2] == [("dscl", [".", "-create", "/Users/agent"]),
+                          ("dscl", [".", "-create", "/Users/agent", "IsHidden", "1"])]
+
+
+def test_createhomedir_that_exits_non_zero_but_made_the_home_is_a_warning(monkeypatch, fake, agent_args):
+    fake.edit(lambda state: state.update(createhomedir_status=1))
+
+    result, failed = run(monkeypatch, agent_args)
+
+    assert not failed, result
+    assert os.path.isdir(agent_args["home"])
+    assert any("createhomedir exited with status 1" in warning and "home exists" in warning
+               for warning in result["warnings"])
+
+    # Run again: the home is there, createhomedir is not run, no warning.
+    fake.clear_calls()
+    result, failed = run(monkeypatch, agent_args)
+    assert not failed and not result.get("warnings")
+    assert [call for call in fake.calls() if call[0] == "createhomedir"] == []
