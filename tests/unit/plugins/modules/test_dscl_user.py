@@ -302,6 +302,7 @@ def test_delete_leaves_no_membership_behind(monkeypatch, fake, agent_args):
     assert not failed, result
     assert result["changed"] is True
     assert fake.writes() == [
+        PROBE,
         ("dseditgroup", ["-o", "edit", "-d", "agent", "-t", "user", "admin"]),
         ("dseditgroup", ["-o", "edit", "-d", "agent", "-t", "user", "agent-share"]),
         ("dscl", [".", "-delete", "/Users/agent"]),
@@ -343,16 +344,18 @@ def test_root_is_never_deleted(monkeypatch, fake):
     assert fake.writes() == []
 
 
-def test_a_refused_write_fails_with_the_command_and_its_error(monkeypatch, fake, agent_args):
+def test_a_refused_write_fails_with_the_command_and_what_to_do(monkeypatch, fake, agent_args):
+    # A node that refuses every write (not root) already refuses the probe.
     monkeypatch.setenv("DSCL_FAKE_READONLY", "1")
 
     result, failed = run(monkeypatch, agent_args)
 
     assert failed
     assert result["rc"] == 40
-    assert result["cmd"][1:] == [".", "-create", "/Users/agent"]
+    assert result["cmd"][1:] == PROBE[1]
     assert "eDSPermissionError" in result["stderr"]
-    assert "create user agent failed" in result["msg"]
+    assert "Probing for Full Disk Access (writing the home of nobody over itself) was refused" in result["msg"]
+    assert "agent" not in fake.state()["users"]
 
 
 # Exact ordered argv, with a scripted run_command.
@@ -394,6 +397,11 @@ def agent_plist(home):
 
 
 READ = [DSCL, "-plist", ".", "-read", "/Users/agent"]
+PROBE_READ = ([DSCL, "-plist", ".", "-read", "/Users/nobody", "NFSHomeDirectory"],
+              (0, GROUPS_PLIST.replace("<array>\n%s</array>", "<dict>\n%s</dict>")
+               % "\t<key>dsAttrTypeStandard:NFSHomeDirectory</key>\n\t<array>\n\t\t<string>/var/empty</string>\n"
+                 "\t</array>\n", ""))
+PROBE_CHANGE = ([DSCL, ".", "-change", "/Users/nobody", "NFSHomeDirectory", "/var/empty", "/var/empty"], OK)
 READALL = [DSCL, "-plist", ".", "-readall", "/Groups", "RecordName", "PrimaryGroupID", "GroupMembership"]
 LIST = [DSCL, ".", "-list", "/Users", "UniqueID"]
 GROUPS = groups_plist(("admin", 80, ["root", "alice"]), ("agent", 600, []), ("agent-share", 700, []),
@@ -416,14 +424,16 @@ def test_create_runs_exactly_these_commands_in_order(monkeypatch, agent_args):
         (READALL, GROUPS),
         (LIST, list_users(("alice", 501), ("root", 0))),
         (LIST, list_users(("alice", 501), ("root", 0))),
+        PROBE_READ,
+        PROBE_CHANGE,
         (create(), OK),
+        (create("IsHidden", "1"), OK),
         (create("Password", "*"), OK),
         (create("UniqueID", "600"), OK),
         (create("PrimaryGroupID", "600"), OK),
         (create("UserShell", "/bin/zsh"), OK),
         (create("NFSHomeDirectory", home), OK),
         (create("RealName", "Agent User"), OK),
-        (create("IsHidden", "1"), OK),
         ([DSEDITGROUP, "-o", "edit", "-a", "agent", "-t", "user", "agent-share"], OK),
         ([CREATEHOMEDIR, "-c", "-l", "-u", "agent"], createhomedir),
         ([DSEDITGROUP, "-o", "checkmember", "-m", "agent", "admin"], NOT_ADMIN),
@@ -442,18 +452,37 @@ def test_createhomedir_that_makes_nothing_is_an_error(monkeypatch, agent_args):
         (READALL, GROUPS),
         (LIST, list_users(("alice", 501))),
         (LIST, list_users(("alice", 501))),
+        PROBE_READ,
+        PROBE_CHANGE,
     ] + [(argv, OK) for argv in (
-        create(), create("Password", "*"), create("UniqueID", "600"), create("PrimaryGroupID", "600"),
-        create("UserShell", "/bin/zsh"), create("NFSHomeDirectory", agent_args["home"]),
-        create("RealName", "Agent User"), create("IsHidden", "1"),
+        create(), create("IsHidden", "1"), create("Password", "*"), create("UniqueID", "600"),
+        create("PrimaryGroupID", "600"), create("UserShell", "/bin/zsh"),
+        create("NFSHomeDirectory", agent_args["home"]), create("RealName", "Agent User"),
         [DSEDITGROUP, "-o", "edit", "-a", "agent", "-t", "user", "agent-share"],
         [CREATEHOMEDIR, "-c", "-l", "-u", "agent"])])
 
     result, failed = run(monkeypatch, agent_args)
 
     assert failed
-    assert "createhomedir ran but %s does not exist" % agent_args["home"] in result["msg"]
+    assert "createhomedir ran but %s does not exist (exit status 0)" % agent_args["home"] in result["msg"]
     script.done()
+
+
+def test_createhomedir_that_fails_and_makes_nothing_is_an_error_with_its_status(monkeypatch, agent_args):
+    writes = [create(), create("IsHidden", "1"), create("Password", "*"), create("UniqueID", "600"),
+              create("PrimaryGroupID", "600"), create("UserShell", "/bin/zsh"),
+              create("NFSHomeDirectory", agent_args["home"]), create("RealName", "Agent User"),
+              [DSEDITGROUP, "-o", "edit", "-a", "agent", "-t", "user", "agent-share"]]
+    ScriptedRunCommand(monkeypatch, [(READ, NOT_FOUND), (READALL, GROUPS), (LIST, list_users(("alice", 501))),
+                                     (LIST, list_users(("alice", 501))), PROBE_READ, PROBE_CHANGE]
+                       + [(argv, OK) for argv in writes]
+                       + [([CREATEHOMEDIR, "-c", "-l", "-u", "agent"], (1, "", "createhomedir: cannot create\n"))])
+
+    result, failed = run(monkeypatch, agent_args)
+
+    assert failed
+    assert "createhomedir ran but %s does not exist (exit status 1)" % agent_args["home"] in result["msg"]
+    assert result["rc"] == 1 and result["stderr"] == "createhomedir: cannot create\n"
 
 
 def test_create_without_home_skips_createhomedir(monkeypatch, agent_args):
@@ -462,14 +491,16 @@ def test_create_without_home_skips_createhomedir(monkeypatch, agent_args):
         (READALL, GROUPS),
         (LIST, list_users(("alice", 501), ("root", 0))),
         (LIST, list_users(("alice", 501), ("root", 0))),
+        PROBE_READ,
+        PROBE_CHANGE,
         (create(), OK),
+        (create("IsHidden", "1"), OK),
         (create("Password", "*"), OK),
         (create("UniqueID", "600"), OK),
         (create("PrimaryGroupID", "600"), OK),
         (create("UserShell", "/bin/zsh"), OK),
         (create("NFSHomeDirectory", agent_args["home"]), OK),
         (create("RealName", "Agent User"), OK),
-        (create("IsHidden", "1"), OK),
         ([DSEDITGROUP, "-o", "edit", "-a", "agent", "-t", "user", "agent-share"], OK),
         ([DSEDITGROUP, "-o", "checkmember", "-m", "agent", "admin"], NOT_ADMIN),
     ])
@@ -486,14 +517,16 @@ def test_uid_claimed_between_listings_is_not_reused(monkeypatch, agent_args):
         (READALL, GROUPS),
         (LIST, list_users(("alice", 501))),
         (LIST, list_users(("alice", 501), ("racer", 600))),
+        PROBE_READ,
+        PROBE_CHANGE,
         (create(), OK),
+        (create("IsHidden", "1"), OK),
         (create("Password", "*"), OK),
         (create("UniqueID", "601"), OK),
         (create("PrimaryGroupID", "600"), OK),
         (create("UserShell", "/bin/zsh"), OK),
         (create("NFSHomeDirectory", agent_args["home"]), OK),
         (create("RealName", "Agent User"), OK),
-        (create("IsHidden", "1"), OK),
         ([DSEDITGROUP, "-o", "edit", "-a", "agent", "-t", "user", "agent-share"], OK),
         ([DSEDITGROUP, "-o", "checkmember", "-m", "agent", "admin"], NOT_ADMIN),
     ])
@@ -538,6 +571,8 @@ def test_delete_runs_exactly_these_commands(monkeypatch, agent_args):
     script = ScriptedRunCommand(monkeypatch, [
         (READ, agent_plist(agent_args["home"])),
         (READALL, groups_plist(("admin", 80, ["root"]), ("agent-share", 700, ["agent", "alice"]))),
+        PROBE_READ,
+        PROBE_CHANGE,
         ([DSEDITGROUP, "-o", "edit", "-d", "agent", "-t", "user", "agent-share"], OK),
         ([DSCL, ".", "-delete", "/Users/agent"], OK),
     ])
