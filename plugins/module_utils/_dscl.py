@@ -38,7 +38,7 @@ ADMIN_GROUP = "admin"
 RECORD_NOT_FOUND_RC = 56
 RECORD_NOT_FOUND = "eDSRecordNotFound"
 # eDSPermissionError -14120 (14120 & 0xff = 40): not root, or, as root, a write that macOS
-# keeps for processes with Full Disk Access (TCC's SystemPolicySysAdminFiles): a user's
+# keeps for processes with Full Disk Access (TCC's SystemPolicySysAdminFiles, which it includes): a user's
 # NFSHomeDirectory and the deletion of a user record (NixOS/nix#2542; nix-darwin's users module).
 PERMISSION_ERROR_RC = 40
 PERMISSION_ERROR = "eDSPermissionError"
