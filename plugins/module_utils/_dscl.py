@@ -31,10 +31,26 @@ USERS = "/Users"
 GROUPS = "/Groups"
 ADMIN_GROUP = "admin"
 
-# dscl exits with the low byte of the Directory Services error: eDSRecordNotFound is -14136,
-# so a missing record is exit status 56 with "DS Error: -14136 (eDSRecordNotFound)".
+# dscl's exit status is the low byte of the Directory Services error's magnitude: a missing
+# record is "DS Error: -14136 (eDSRecordNotFound)" and exit status 56, which is 14136 & 0xff
+# (not the low byte of -14136 itself, which would be 200). Public captures agree for other
+# errors: -14135 -> 55, -14120 -> 40, -14988 -> 140 (tests/unit/fixtures/dscl/README.md).
 RECORD_NOT_FOUND_RC = 56
 RECORD_NOT_FOUND = "eDSRecordNotFound"
+# eDSPermissionError -14120 (14120 & 0xff = 40): not root, or, as root, a write that macOS
+# keeps for processes with Full Disk Access (TCC's SystemPolicySysAdminFiles, which it includes): a user's
+# NFSHomeDirectory and the deletion of a user record (NixOS/nix#2542; nix-darwin's users module).
+PERMISSION_ERROR_RC = 40
+PERMISSION_ERROR = "eDSPermissionError"
+# The probe writes this record's home over itself, as nix-darwin's ensurePerms does: every Mac
+# has nobody, and the write changes nothing when it is allowed.
+PROBE_USER = "nobody"
+FULL_DISK_ACCESS_HELP = (
+    "macOS lets only a process with Full Disk Access set a user's home (NFSHomeDirectory) or delete a user. "
+    "Give it to the program that runs Ansible: System Settings > Privacy & Security > Full Disk Access "
+    "(the terminal app, when you run ansible-playbook on this Mac); when Ansible comes in over SSH, turn on "
+    "\"Allow full disk access for remote users\" in System Settings > General > Sharing > Remote Login (the i "
+    "button) and connect again. Then run again; nothing else needs undoing.")
 # `dscl . -read PATH KEY...` names each requested key the record lacks on stderr and still
 # prints the others (tests/unit/fixtures/dscl/README.md, "What the fakes guess").
 NO_SUCH_KEY = "No such key:"
@@ -339,6 +355,7 @@ class Directory:
         self.check_mode = module.check_mode
         self.actions = []
         self._bins = {}
+        self._probed = False
 
     def bin(self, tool):
         if tool not in self._bins:
@@ -346,21 +363,50 @@ class Directory:
         return self._bins[tool]
 
     def run(self, argv, what, ok=(0,)):
+        """Run argv; an exit status outside ok (None: any) raises, a refused write with what to do."""
         rc, out, err = self.module.run_command(argv)
-        if rc not in ok:
+        if ok is not None and rc not in ok:
+            if refused(argv, rc, err):
+                raise DsclError("%s was refused (%s %d, exit status %s). %s%s"
+                                % (what, PERMISSION_ERROR, -14120, rc, FULL_DISK_ACCESS_HELP, not_root()),
+                                cmd=argv, rc=rc, stdout=out, stderr=err)
             raise DsclError("%s failed (rc=%s): %s" % (what, rc, (err or out).strip()),
                             cmd=argv, rc=rc, stdout=out, stderr=err)
         return rc, out, err
 
-    def write(self, action, argv=None, call=None):
-        """Record a write and perform it unless in check mode: a command, or a Python call."""
+    def write(self, action, argv=None, call=None, ok=(0,)):
+        """Record a write and perform it unless in check mode: a command, or a Python call.
+
+        Returns the command's (rc, stdout, stderr), or None when nothing ran.
+        """
         self.actions.append(action)
         if self.check_mode:
-            return
+            return None
+        result = None
         if argv is not None:
-            self.run(argv, what=action)
+            result = self.run(argv, what=action, ok=ok)
         if call is not None:
             call()
+        return result
+
+    def require_write_access(self):
+        """Stop before the first change when macOS would refuse a write kept for Full Disk Access.
+
+        Writes nobody's NFSHomeDirectory over itself (nix-darwin's probe): allowed, it changes
+        nothing; refused, it raises with the setting to turn on. Runs once per module run and
+        never in check mode, where no write may run; a refused write later says the same.
+        """
+        if self.check_mode or self._probed:
+            return
+        self._probed = True
+        record = self.read(USERS, PROBE_USER, ["NFSHomeDirectory"])
+        home = first(record, "NFSHomeDirectory")
+        if home is None:
+            self.module.warn("The modules cannot probe for Full Disk Access: /Users/%s has no NFSHomeDirectory. "
+                             "A write macOS refuses will still fail with what to do." % PROBE_USER)
+            return
+        argv = [self.bin("dscl"), ".", "-change", record_path(USERS, PROBE_USER), "NFSHomeDirectory", home, home]
+        self.run(argv, what="Probing for Full Disk Access (writing the home of %s over itself)" % PROBE_USER)
 
     # Reads (always run, check mode included).
 
@@ -415,6 +461,18 @@ class Directory:
         argv = checkmember_argv(self.bin("dseditgroup"), user, group)
         rc, out, _err = self.run(argv, what="Checking whether %s is in %s" % (user, group), ok=(0, NOT_A_MEMBER_RC))
         return rc == 0 and out.strip().startswith("yes")
+
+
+def refused(argv, rc, err):
+    """Whether a command failed with eDSPermissionError: dscl's exit status 40, or the error's name."""
+    if PERMISSION_ERROR in (err or "") or "-14120" in (err or ""):
+        return True
+    return rc == PERMISSION_ERROR_RC and os.path.basename(str(argv[0])) == "dscl"
+
+
+def not_root():
+    euid = os.geteuid()
+    return "" if euid == 0 else (" This module runs as uid %d, not root: the write needs become: true as well." % euid)
 
 
 def _only_missing_keys(err):

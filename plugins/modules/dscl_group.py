@@ -23,7 +23,8 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: Reads always run; no write runs in check mode, and RV(actions) lists what would be done.
+    details: Reads always run; no write (the Full Disk Access probe included) runs in check mode, and RV(actions)
+      lists what would be done.
   diff_mode:
     support: full
   platform:
@@ -70,6 +71,10 @@ options:
     default: false
 notes:
   - Only the local node is managed. Nested groups (C(NestedGroups)) are not managed.
+  - Before it creates or deletes a group the module probes for Full Disk Access as M(agent_sandbox.native.dscl_user)
+    does (check mode skips the probe, which is a write). A group write is not known to need it; the user made next
+    does, and the probe stops a run without it before the first record. A write refused with C(eDSPermissionError)
+    fails with the settings to turn on.
   - A user is also a member of its primary group through C(PrimaryGroupID), which O(members) does not list.
 seealso:
   - module: agent_sandbox.native.dscl_user
@@ -188,6 +193,9 @@ def ensure_present(module, directory, name, record):
             gid = pick_id(directory.ids(GROUPS, "PrimaryGroupID"), p["gid"], gid_range, name,
                           "gid", "group", "gid_range")
     if record is None:
+        # Not for the group's own sake: its user comes next and needs Full Disk Access, and a run
+        # without it should stop before the first record, not between a group and its user.
+        directory.require_write_access()
         directory.write("create group %s" % name, create_argv(dscl, GROUPS, name))
         directory.write("set Password of %s to %s" % (name, LOCKED_PASSWORD),
                         create_argv(dscl, GROUPS, name, "Password", LOCKED_PASSWORD))
@@ -214,6 +222,7 @@ def ensure_absent(_module, directory, name, record):
     if record is not None:
         if name in PROTECTED:
             raise DsclError("Refusing to delete the system group %s." % name)
+        directory.require_write_access()
         directory.write("delete group %s" % name, delete_argv(directory.bin("dscl"), GROUPS, name))
     return before, group_view(name, None), {}
 

@@ -25,7 +25,10 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: Reads always run; no write runs in check mode, and RV(actions) lists what would be done.
+    details:
+      - Reads always run; no write runs in check mode, and RV(actions) lists what would be done.
+      - The Full Disk Access probe is a write, so check mode skips it and cannot tell whether the real run will be
+        allowed; the real run probes before its first change.
   diff_mode:
     support: full
     details: Before and after show the managed attributes only, never password material.
@@ -120,6 +123,17 @@ options:
     default: false
 notes:
   - Only the local node is managed. A uid free in the local node may still be used by a network directory user.
+  - macOS lets only a process with Full Disk Access set a user's home (C(NFSHomeDirectory)) or delete a user; without
+    it dscl fails with C(eDSPermissionError) (-14120, exit status 40). Before creating a user, changing a home or
+    deleting a user, and before any other write of that run, the module writes the home of C(nobody) over itself
+    (as nix-darwin does) and fails with the setting to turn on when that is refused - System Settings >
+    Privacy & Security > Full Disk Access for the program that runs Ansible, and, over SSH,
+    "Allow full disk access for remote users" under Sharing > Remote Login. Any later write refused the same way
+    fails with the same message.
+  - A new user is hidden (C(IsHidden)) by the first write after the record is created, so a run stopped later leaves
+    no user at the login window.
+  - The home directory is judged made when it exists after C(createhomedir), whatever its exit status (it is seen to
+    exit non-zero on success); a non-zero status is reported as a warning.
   - The home directory's permissions are what C(createhomedir) gives it; tighten them in a later task.
   - O(state=absent) removes the user from every group that lists it by name before deleting the record, so that a
     later user with the same name does not inherit those memberships.
@@ -183,7 +197,7 @@ actions:
   returned: always
   type: list
   elements: str
-  sample: ["create user agent", "set Password of agent to *", "set UniqueID of agent to 600"]
+  sample: ["create user agent", "set IsHidden of agent to 1", "set Password of agent to *", "set UniqueID of agent to 600"]
 admin_removed:
   description: Whether the user was listed in the admin group and was removed from it.
   returned: when O(state=present)
@@ -234,7 +248,8 @@ from ansible_collections.agent_sandbox.native.plugins.module_utils._dscl import 
 from ansible_collections.agent_sandbox.native.plugins.module_utils._errors import run_and_exit
 
 DEFAULT_SHELL = "/bin/zsh"
-# Written in this order; the password lock comes first so the record is never loginable.
+# Written in this order, after IsHidden and the password lock, so the record is never loginable
+# and never shown at the login window.
 ATTRIBUTES = (
     ("primary_group_id", "PrimaryGroupID"),
     ("shell", "UserShell"),
@@ -284,8 +299,14 @@ def ensure_present(module, directory, name, record):
         if not directory.check_mode:
             # Taken again right before the write: another process may have claimed the uid since.
             uid = pick_id(directory.ids(USERS, "UniqueID"), p["uid"], uid_range, name, "uid", "user", "uid_range")
+    if creating or (wanted["home"] is not None and current.get("NFSHomeDirectory") != [str(wanted["home"])]):
+        # The home is a write macOS keeps for Full Disk Access: find out before the record exists.
+        directory.require_write_access()
     if creating:
         directory.write("create user %s" % name, create_argv(dscl, USERS, name))
+    if p["hidden"] is True and not is_hidden(current):
+        # First, so that a run stopped by any later write leaves no user at the login window.
+        directory.write("set IsHidden of %s to 1" % name, create_argv(dscl, USERS, name, "IsHidden", "1"))
     if p["password_locked"]:
         if current.get("Password") != [LOCKED_PASSWORD]:
             directory.write("set Password of %s to %s" % (name, LOCKED_PASSWORD),
@@ -299,9 +320,7 @@ def ensure_present(module, directory, name, record):
         value = wanted[option]
         if value is not None and current.get(key) != [str(value)]:
             directory.write("set %s of %s to %s" % (key, name, value), create_argv(dscl, USERS, name, key, value))
-    if p["hidden"] is True and not is_hidden(current):
-        directory.write("set IsHidden of %s to 1" % name, create_argv(dscl, USERS, name, "IsHidden", "1"))
-    elif p["hidden"] is False and is_hidden(current):
+    if p["hidden"] is False and is_hidden(current):
         directory.write("remove IsHidden of %s" % name, delete_argv(dscl, USERS, name, "IsHidden"))
 
     if add or remove:
@@ -316,10 +335,18 @@ def ensure_present(module, directory, name, record):
                     % (name, ADMIN_GROUP, "would be" if directory.check_mode else "has been"))
 
     if p["create_home"] and home and not os.path.isdir(home):
-        directory.write("create home directory %s" % home,
-                        createhomedir_argv(directory.bin("createhomedir"), name))
-        if not directory.check_mode and not os.path.isdir(home):
-            raise DsclError("createhomedir ran but %s does not exist; check that it is a local path." % home)
+        # createhomedir is seen to exit non-zero after making the home (Hazmat ignores its status):
+        # the home on disk is the answer, the status is reported.
+        argv = createhomedir_argv(directory.bin("createhomedir"), name)
+        ran = directory.write("create home directory %s" % home, argv, ok=None)
+        if ran is not None:
+            rc, out, err = ran
+            if not os.path.isdir(home):
+                raise DsclError("createhomedir ran but %s does not exist (exit status %d); check that it is a local "
+                                "path." % (home, rc), cmd=argv, rc=rc, stdout=out, stderr=err)
+            if rc != 0:
+                module.warn("createhomedir exited with status %d, but the home exists (%s), so it is taken as made%s"
+                            % (rc, home, (": " + (err or out).strip()) if (err or out).strip() else "."))
 
     # dseditgroup's own answer also follows nested groups, which the records above do not show.
     user_exists = not (creating and directory.check_mode)
@@ -387,6 +414,8 @@ def ensure_absent(module, directory, name, record):
     uid = before["uid"]
     if uid == 0:
         raise DsclError("Refusing to delete %s: its uid is 0 (root)." % name)
+    # Deleting a user record is kept for Full Disk Access: find out before its memberships go.
+    directory.require_write_access()
     if before["groups"]:
         dseditgroup = directory.bin("dseditgroup")
         # Before the record goes: dseditgroup looks the user up to drop its GeneratedUID too.

@@ -1107,6 +1107,23 @@ def sibling(name):
     return module
 
 
+def owner_and_mode(path):
+    """'root:agent-proxy 0640' for a file whose content the caller may not read."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "not readable by this user"
+    try:
+        owner = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        owner = str(st.st_uid)
+    try:
+        group = grp.getgrgid(st.st_gid).gr_name
+    except KeyError:
+        group = str(st.st_gid)
+    return "%s:%s %04o" % (owner, group, st.st_mode & 0o7777)
+
+
 def rule_counts(path):
     """(rules of a listener port, "") from the proxy's policy, or (None, why it cannot tell)."""
     try:
@@ -1117,7 +1134,8 @@ def rule_counts(path):
     except FileNotFoundError:
         return None, "no policy file (%s)" % path
     except PermissionError:
-        return None, "not readable (%s is root:agent-proxy 0640: sudo agent-sandbox status)" % path
+        # The proxy's user is agent-proxy on Linux and _agent-proxy on macOS: say what the file is.
+        return None, "not readable (%s is %s: sudo agent-sandbox status)" % (path, owner_and_mode(path))
     except (OSError, ValueError, AttributeError, TypeError) as exc:
         return None, "not readable (%s: %s)" % (path, getattr(exc, "strerror", None) or exc)
     # A listener's own profile replaces the shared rules there (docs/proxy-policy.md).

@@ -211,6 +211,34 @@ def test_fake_dscl_reports_a_missing_record_like_dscl(fake_dir):
     assert fake(fake_dir, "dscl", ".", "-read", "/Users/nosuch") == (56, "", sample("record_not_found.stderr"))
 
 
+def without_full_disk_access(state_dir):
+    state = json.loads((state_dir / "directory.json").read_text())
+    state["full_disk_access"] = False
+    (state_dir / "directory.json").write_text(json.dumps(state))
+
+
+def test_fake_dscl_without_full_disk_access_refuses_a_home_write_like_dscl(fake_dir):
+    before = (fake_dir / "directory.json").read_text()
+    without_full_disk_access(fake_dir)
+    refused = (40, "", sample("permission_error_attribute.stderr"))
+
+    assert fake(fake_dir, "dscl", ".", "-create", "/Users/alice", "NFSHomeDirectory", "/Users/other") == refused
+    assert fake(fake_dir, "dscl", ".", "-change", "/Users/alice", "NFSHomeDirectory", "/Users/alice",
+                "/Users/alice") == refused
+    assert fake(fake_dir, "dscl", ".", "-delete", "/Users/alice") == (40, "", sample("permission_error_delete.stderr"))
+    state = json.loads((fake_dir / "directory.json").read_text())
+    assert json.loads(before)["users"] == state["users"]
+    # The control: what macOS does not keep for Full Disk Access still goes through.
+    assert fake(fake_dir, "dscl", ".", "-create", "/Users/alice", "UserShell", "/bin/bash") == (0, "", "")
+    assert fake(fake_dir, "dscl", ".", "-create", "/Groups/other")[0] == 0
+
+
+def test_fake_dscl_change_replaces_one_value(fake_dir):
+    assert fake(fake_dir, "dscl", ".", "-change", "/Users/alice", "UserShell", "/bin/zsh", "/bin/bash") == (0, "", "")
+    assert "UserShell: /bin/bash\n" in fake(fake_dir, "dscl", ".", "-read", "/Users/alice", "UserShell")[1]
+    assert fake(fake_dir, "dscl", ".", "-change", "/Users/alice", "UserShell", "/bin/zsh", "/bin/sh")[0] == 54
+
+
 def test_fake_dseditgroup_checkmember_answers_like_dseditgroup(fake_dir):
     assert fake(fake_dir, "dseditgroup", "-o", "checkmember", "-m", "alice", "admin") == (
         0, sample("checkmember_yes.txt"), "")

@@ -13,6 +13,10 @@ from ansible_collections.agent_sandbox.native.plugins.modules import dscl_group
 DSCL = "/usr/bin/dscl"
 DSEDITGROUP = "/usr/sbin/dseditgroup"
 OK = (0, "", "")
+PROBE = ("dscl", [".", "-change", "/Users/nobody", "NFSHomeDirectory", "/var/empty", "/var/empty"])
+NOBODY_HOME = ('<?xml version="1.0" encoding="UTF-8"?>\n<plist version="1.0">\n<dict>\n'
+               '\t<key>dsAttrTypeStandard:NFSHomeDirectory</key>\n\t<array>\n\t\t<string>/var/empty</string>\n'
+               '\t</array>\n</dict>\n</plist>\n')
 
 
 @pytest.fixture
@@ -127,7 +131,7 @@ def test_absent_deletes_the_group_once(monkeypatch, fake):
 
     assert not failed, result
     assert result["changed"] is True
-    assert fake.writes() == [("dscl", [".", "-delete", "/Groups/agent-share"])]
+    assert fake.writes() == [PROBE, ("dscl", [".", "-delete", "/Groups/agent-share"])]
     assert "agent-share" not in fake.state()["groups"]
 
     result, _failed = run(monkeypatch, dict(name="agent-share", state="absent"))
@@ -141,6 +145,8 @@ def test_create_runs_exactly_these_commands_in_order(monkeypatch):
         ([DSCL, ".", "-list", "/Users"], (0, "agent\nalice\nroot\n", "")),
         ([DSCL, ".", "-list", "/Groups", "PrimaryGroupID"], listing),
         ([DSCL, ".", "-list", "/Groups", "PrimaryGroupID"], listing),
+        ([DSCL, "-plist", ".", "-read", "/Users/nobody", "NFSHomeDirectory"], (0, NOBODY_HOME, "")),
+        ([DSCL, ".", "-change", "/Users/nobody", "NFSHomeDirectory", "/var/empty", "/var/empty"], OK),
         ([DSCL, ".", "-create", "/Groups/agent-share"], OK),
         ([DSCL, ".", "-create", "/Groups/agent-share", "Password", "*"], OK),
         ([DSCL, ".", "-create", "/Groups/agent-share", "PrimaryGroupID", "700"], OK),
@@ -152,3 +158,39 @@ def test_create_runs_exactly_these_commands_in_order(monkeypatch):
     assert not failed, result
     script.done()
     assert all(env == {"LANG": "C", "LC_ALL": "C"} for env in script.environ)
+
+
+def test_without_full_disk_access_no_group_is_made(monkeypatch, fake):
+    # A group alone would not need it; the user that comes next does, so the run stops here.
+    fake.edit(lambda state: state.update(full_disk_access=False))
+    before = fake.state()
+
+    result, failed = run(monkeypatch, dict(name="agent-tools", gid_range=[750, 799], members=["agent"]))
+
+    assert failed
+    assert "System Settings > Privacy & Security > Full Disk Access" in result["msg"]
+    assert "Allow full disk access for remote users" in result["msg"]
+    assert fake.writes() == [PROBE]
+    assert fake.state() == before
+
+
+def test_members_of_an_existing_group_change_without_a_probe(monkeypatch, fake):
+    fake.edit(lambda state: state.update(full_disk_access=False))
+
+    result, failed = run(monkeypatch, dict(name="agent-share", members=["agent"]))
+
+    assert not failed, result
+    assert fake.writes() == [("dseditgroup", ["-o", "edit", "-a", "agent", "-t", "user", "agent-share"])]
+
+
+def test_a_refused_write_names_full_disk_access_and_root(monkeypatch, fake):
+    # Not root: every write is refused with eDSPermissionError, and the message says so.
+    monkeypatch.setenv("DSCL_FAKE_READONLY", "1")
+
+    result, failed = run(monkeypatch, dict(name="agent-share", real_name="Shared"))
+
+    assert failed
+    assert result["rc"] == 40
+    assert result["cmd"][1:] == [".", "-create", "/Groups/agent-share", "RealName", "Shared"]
+    assert "set RealName of agent-share to Shared was refused (eDSPermissionError -14120, exit status 40)" in result["msg"]
+    assert "Full Disk Access" in result["msg"]

@@ -302,6 +302,7 @@ def test_delete_leaves_no_membership_behind(monkeypatch, fake, agent_args):
     assert not failed, result
     assert result["changed"] is True
     assert fake.writes() == [
+        PROBE,
         ("dseditgroup", ["-o", "edit", "-d", "agent", "-t", "user", "admin"]),
         ("dseditgroup", ["-o", "edit", "-d", "agent", "-t", "user", "agent-share"]),
         ("dscl", [".", "-delete", "/Users/agent"]),
@@ -343,16 +344,18 @@ def test_root_is_never_deleted(monkeypatch, fake):
     assert fake.writes() == []
 
 
-def test_a_refused_write_fails_with_the_command_and_its_error(monkeypatch, fake, agent_args):
+def test_a_refused_write_fails_with_the_command_and_what_to_do(monkeypatch, fake, agent_args):
+    # A node that refuses every write (not root) already refuses the probe.
     monkeypatch.setenv("DSCL_FAKE_READONLY", "1")
 
     result, failed = run(monkeypatch, agent_args)
 
     assert failed
     assert result["rc"] == 40
-    assert result["cmd"][1:] == [".", "-create", "/Users/agent"]
+    assert result["cmd"][1:] == PROBE[1]
     assert "eDSPermissionError" in result["stderr"]
-    assert "create user agent failed" in result["msg"]
+    assert "Probing for Full Disk Access (writing the home of nobody over itself) was refused" in result["msg"]
+    assert "agent" not in fake.state()["users"]
 
 
 # Exact ordered argv, with a scripted run_command.
@@ -394,6 +397,11 @@ def agent_plist(home):
 
 
 READ = [DSCL, "-plist", ".", "-read", "/Users/agent"]
+PROBE_READ = ([DSCL, "-plist", ".", "-read", "/Users/nobody", "NFSHomeDirectory"],
+              (0, GROUPS_PLIST.replace("<array>\n%s</array>", "<dict>\n%s</dict>")
+               % "\t<key>dsAttrTypeStandard:NFSHomeDirectory</key>\n\t<array>\n\t\t<string>/var/empty</string>\n"
+                 "\t</array>\n", ""))
+PROBE_CHANGE = ([DSCL, ".", "-change", "/Users/nobody", "NFSHomeDirectory", "/var/empty", "/var/empty"], OK)
 READALL = [DSCL, "-plist", ".", "-readall", "/Groups", "RecordName", "PrimaryGroupID", "GroupMembership"]
 LIST = [DSCL, ".", "-list", "/Users", "UniqueID"]
 GROUPS = groups_plist(("admin", 80, ["root", "alice"]), ("agent", 600, []), ("agent-share", 700, []),
@@ -416,14 +424,16 @@ def test_create_runs_exactly_these_commands_in_order(monkeypatch, agent_args):
         (READALL, GROUPS),
         (LIST, list_users(("alice", 501), ("root", 0))),
         (LIST, list_users(("alice", 501), ("root", 0))),
+        PROBE_READ,
+        PROBE_CHANGE,
         (create(), OK),
+        (create("IsHidden", "1"), OK),
         (create("Password", "*"), OK),
         (create("UniqueID", "600"), OK),
         (create("PrimaryGroupID", "600"), OK),
         (create("UserShell", "/bin/zsh"), OK),
         (create("NFSHomeDirectory", home), OK),
         (create("RealName", "Agent User"), OK),
-        (create("IsHidden", "1"), OK),
         ([DSEDITGROUP, "-o", "edit", "-a", "agent", "-t", "user", "agent-share"], OK),
         ([CREATEHOMEDIR, "-c", "-l", "-u", "agent"], createhomedir),
         ([DSEDITGROUP, "-o", "checkmember", "-m", "agent", "admin"], NOT_ADMIN),
@@ -442,18 +452,37 @@ def test_createhomedir_that_makes_nothing_is_an_error(monkeypatch, agent_args):
         (READALL, GROUPS),
         (LIST, list_users(("alice", 501))),
         (LIST, list_users(("alice", 501))),
+        PROBE_READ,
+        PROBE_CHANGE,
     ] + [(argv, OK) for argv in (
-        create(), create("Password", "*"), create("UniqueID", "600"), create("PrimaryGroupID", "600"),
-        create("UserShell", "/bin/zsh"), create("NFSHomeDirectory", agent_args["home"]),
-        create("RealName", "Agent User"), create("IsHidden", "1"),
+        create(), create("IsHidden", "1"), create("Password", "*"), create("UniqueID", "600"),
+        create("PrimaryGroupID", "600"), create("UserShell", "/bin/zsh"),
+        create("NFSHomeDirectory", agent_args["home"]), create("RealName", "Agent User"),
         [DSEDITGROUP, "-o", "edit", "-a", "agent", "-t", "user", "agent-share"],
         [CREATEHOMEDIR, "-c", "-l", "-u", "agent"])])
 
     result, failed = run(monkeypatch, agent_args)
 
     assert failed
-    assert "createhomedir ran but %s does not exist" % agent_args["home"] in result["msg"]
+    assert "createhomedir ran but %s does not exist (exit status 0)" % agent_args["home"] in result["msg"]
     script.done()
+
+
+def test_createhomedir_that_fails_and_makes_nothing_is_an_error_with_its_status(monkeypatch, agent_args):
+    writes = [create(), create("IsHidden", "1"), create("Password", "*"), create("UniqueID", "600"),
+              create("PrimaryGroupID", "600"), create("UserShell", "/bin/zsh"),
+              create("NFSHomeDirectory", agent_args["home"]), create("RealName", "Agent User"),
+              [DSEDITGROUP, "-o", "edit", "-a", "agent", "-t", "user", "agent-share"]]
+    ScriptedRunCommand(monkeypatch, [(READ, NOT_FOUND), (READALL, GROUPS), (LIST, list_users(("alice", 501))),
+                                     (LIST, list_users(("alice", 501))), PROBE_READ, PROBE_CHANGE]
+                       + [(argv, OK) for argv in writes]
+                       + [([CREATEHOMEDIR, "-c", "-l", "-u", "agent"], (1, "", "createhomedir: cannot create\n"))])
+
+    result, failed = run(monkeypatch, agent_args)
+
+    assert failed
+    assert "createhomedir ran but %s does not exist (exit status 1)" % agent_args["home"] in result["msg"]
+    assert result["rc"] == 1 and result["stderr"] == "createhomedir: cannot create\n"
 
 
 def test_create_without_home_skips_createhomedir(monkeypatch, agent_args):
@@ -462,14 +491,16 @@ def test_create_without_home_skips_createhomedir(monkeypatch, agent_args):
         (READALL, GROUPS),
         (LIST, list_users(("alice", 501), ("root", 0))),
         (LIST, list_users(("alice", 501), ("root", 0))),
+        PROBE_READ,
+        PROBE_CHANGE,
         (create(), OK),
+        (create("IsHidden", "1"), OK),
         (create("Password", "*"), OK),
         (create("UniqueID", "600"), OK),
         (create("PrimaryGroupID", "600"), OK),
         (create("UserShell", "/bin/zsh"), OK),
         (create("NFSHomeDirectory", agent_args["home"]), OK),
         (create("RealName", "Agent User"), OK),
-        (create("IsHidden", "1"), OK),
         ([DSEDITGROUP, "-o", "edit", "-a", "agent", "-t", "user", "agent-share"], OK),
         ([DSEDITGROUP, "-o", "checkmember", "-m", "agent", "admin"], NOT_ADMIN),
     ])
@@ -486,14 +517,16 @@ def test_uid_claimed_between_listings_is_not_reused(monkeypatch, agent_args):
         (READALL, GROUPS),
         (LIST, list_users(("alice", 501))),
         (LIST, list_users(("alice", 501), ("racer", 600))),
+        PROBE_READ,
+        PROBE_CHANGE,
         (create(), OK),
+        (create("IsHidden", "1"), OK),
         (create("Password", "*"), OK),
         (create("UniqueID", "601"), OK),
         (create("PrimaryGroupID", "600"), OK),
         (create("UserShell", "/bin/zsh"), OK),
         (create("NFSHomeDirectory", agent_args["home"]), OK),
         (create("RealName", "Agent User"), OK),
-        (create("IsHidden", "1"), OK),
         ([DSEDITGROUP, "-o", "edit", "-a", "agent", "-t", "user", "agent-share"], OK),
         ([DSEDITGROUP, "-o", "checkmember", "-m", "agent", "admin"], NOT_ADMIN),
     ])
@@ -538,6 +571,8 @@ def test_delete_runs_exactly_these_commands(monkeypatch, agent_args):
     script = ScriptedRunCommand(monkeypatch, [
         (READ, agent_plist(agent_args["home"])),
         (READALL, groups_plist(("admin", 80, ["root"]), ("agent-share", 700, ["agent", "alice"]))),
+        PROBE_READ,
+        PROBE_CHANGE,
         ([DSEDITGROUP, "-o", "edit", "-d", "agent", "-t", "user", "agent-share"], OK),
         ([DSCL, ".", "-delete", "/Users/agent"], OK),
     ])
@@ -546,3 +581,130 @@ def test_delete_runs_exactly_these_commands(monkeypatch, agent_args):
 
     assert not failed, result
     script.done()
+
+
+# Full Disk Access (TCC's SystemPolicySysAdminFiles): without it macOS refuses a user's
+# NFSHomeDirectory and the deletion of a user record (tests/unit/fixtures/dscl/README.md).
+
+PROBE = ("dscl", [".", "-change", "/Users/nobody", "NFSHomeDirectory", "/var/empty", "/var/empty"])
+
+
+def deny_full_disk_access(state):
+    state["full_disk_access"] = False
+
+
+def assert_names_full_disk_access(msg):
+    assert "Full Disk Access" in msg
+    assert "System Settings > Privacy & Security > Full Disk Access" in msg
+    assert "Allow full disk access for remote users" in msg
+
+
+def test_without_full_disk_access_no_user_is_made(monkeypatch, fake, agent_args):
+    fake.edit(deny_full_disk_access)
+    before = fake.state()
+
+    result, failed = run(monkeypatch, agent_args)
+
+    assert failed
+    assert_names_full_disk_access(result["msg"])
+    assert result["rc"] == 40 and "eDSPermissionError" in result["stderr"]
+    # The probe writes nobody's home over itself, and nothing else is written.
+    assert fake.writes() == [PROBE]
+    assert fake.state() == before
+    assert not os.path.exists(agent_args["home"])
+
+
+def test_without_full_disk_access_a_user_is_not_half_deleted(monkeypatch, fake, agent_args):
+    run(monkeypatch, agent_args)
+    fake.edit(deny_full_disk_access)
+    fake.clear_calls()
+    before = fake.state()
+
+    result, failed = run(monkeypatch, dict(name="agent", state="absent"))
+
+    assert failed
+    assert_names_full_disk_access(result["msg"])
+    assert fake.writes() == [PROBE]
+    assert fake.state() == before, "the memberships stay until the record can go"
+
+
+def test_check_mode_does_not_probe(monkeypatch, fake, agent_args):
+    fake.edit(deny_full_disk_access)
+
+    result, failed = run(monkeypatch, agent_args, check_mode=True)
+
+    assert not failed, result
+    assert result["actions"][0] == "create user agent"
+    assert fake.writes() == []
+
+
+def test_an_unchanged_user_needs_no_probe(monkeypatch, fake, agent_args):
+    run(monkeypatch, agent_args)
+    fake.edit(deny_full_disk_access)
+    fake.clear_calls()
+
+    result, failed = run(monkeypatch, agent_args)
+
+    assert not failed, result
+    assert result["changed"] is False
+    assert fake.writes() == []
+
+
+def test_an_attribute_change_that_needs_no_full_disk_access_is_not_probed(monkeypatch, fake, agent_args):
+    run(monkeypatch, agent_args)
+    fake.edit(deny_full_disk_access)
+    fake.clear_calls()
+
+    result, failed = run(monkeypatch, dict(agent_args, shell="/bin/bash"))
+
+    assert not failed, result
+    assert fake.writes() == [("dscl", [".", "-create", "/Users/agent", "UserShell", "/bin/bash"])]
+
+
+def test_a_home_change_without_full_disk_access_is_refused_before_any_write(monkeypatch, fake, agent_args, tmp_path):
+    run(monkeypatch, agent_args)
+    fake.edit(deny_full_disk_access)
+    fake.clear_calls()
+
+    result, failed = run(monkeypatch, dict(agent_args, home=str(tmp_path / "elsewhere"), shell="/bin/bash"))
+
+    assert failed
+    assert_names_full_disk_access(result["msg"])
+    assert fake.writes() == [PROBE]
+
+
+def test_a_refused_write_after_the_probe_names_full_disk_access_and_leaves_a_hidden_user(monkeypatch, fake, agent_args):
+    # Without a nobody record there is nothing to probe: the first write macOS keeps for Full
+    # Disk Access is then refused mid-run, and what was made by then is hidden.
+    fake.edit(lambda state: (deny_full_disk_access(state), state["users"].pop("nobody")))
+
+    result, failed = run(monkeypatch, agent_args)
+
+    assert failed
+    assert_names_full_disk_access(result["msg"])
+    assert result["rc"] == 40
+    assert result["cmd"][1:] == [".", "-create", "/Users/agent", "NFSHomeDirectory", agent_args["home"]]
+    assert any("cannot probe" in warning for warning in result["warnings"])
+    agent = fake.state()["users"]["agent"]
+    assert agent["dsAttrTypeNative:IsHidden"] == ["1"]
+    assert agent["Password"] == ["*"]
+    writes = fake.writes()
+    assert writes[:2] == [("dscl", [".", "-create", "/Users/agent"]),
+                          ("dscl", [".", "-create", "/Users/agent", "IsHidden", "1"])]
+
+
+def test_createhomedir_that_exits_non_zero_but_made_the_home_is_a_warning(monkeypatch, fake, agent_args):
+    fake.edit(lambda state: state.update(createhomedir_status=1))
+
+    result, failed = run(monkeypatch, agent_args)
+
+    assert not failed, result
+    assert os.path.isdir(agent_args["home"])
+    assert any("createhomedir exited with status 1" in warning and "home exists" in warning
+               for warning in result["warnings"])
+
+    # Run again: the home is there, createhomedir is not run, no warning.
+    fake.clear_calls()
+    result, failed = run(monkeypatch, agent_args)
+    assert not failed and not result.get("warnings")
+    assert [call for call in fake.calls() if call[0] == "createhomedir"] == []
