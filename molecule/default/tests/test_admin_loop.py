@@ -81,10 +81,11 @@ def test_a_held_request_goes_through_once_the_admin_allows_it(host, ask_mode):
 
 
 def test_a_denied_request_gets_the_policy_403(host, ask_mode):
+    before = len(fake_requests(host, "deny.test"))   # prepare.yml checked the site directly
     out = answer_held(host, "https://deny.test/", "deny")
     assert out.rc == 0, out.stdout + out.stderr
     assert "AGENT GOT 000 403" in out.stdout
-    assert fake_requests(host, "deny.test") == []
+    assert len(fake_requests(host, "deny.test")) == before
     assert [r["reason"] for r in audit(host) if r["host"] == "deny.test"] == ["denied"]
 
 
@@ -121,8 +122,10 @@ def test_the_log_counts_what_the_loop_did(host, ask_mode):
 
 LEARN = """
 set -u
+# Learning is on once the file says so and the proxy has read it (it looks at most once a second).
 learning() {
-  for i in $(seq 50); do grep -q learn /etc/agent-sandbox/control.json 2>/dev/null && return; sleep 0.2; done
+  for i in $(seq 50); do grep -q '"learn"' /etc/agent-sandbox/control.json 2>/dev/null && break; sleep 0.2; done
+  sleep 1.2
 }
 agent-sandbox learn --agent agent --for 10m --write /root/proposal.yml >/root/learn.out 2>/root/learn.err &
 pid=$!
@@ -173,10 +176,11 @@ def test_the_proxy_ends_learning_at_the_deadline_without_the_command(host):
 set -u
 agent-sandbox learn --agent agent --for 6s >/dev/null 2>&1 &
 pid=$!
-for i in $(seq 50); do grep -q learn /etc/agent-sandbox/control.json 2>/dev/null && break; sleep 0.2; done
+for i in $(seq 50); do grep -q '"learn"' /etc/agent-sandbox/control.json 2>/dev/null && break; sleep 0.2; done
+sleep 1.2
 kill -KILL $pid
 %(one)s; echo " during"
-sleep 7
+sleep 6
 %(one)s; echo " after"
 """ % {"one": agent_curl("https://learn-two.test/")}
     out = host.run("bash -c %s" % shlex.quote(script))
