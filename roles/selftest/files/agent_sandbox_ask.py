@@ -188,10 +188,11 @@ def cmd_pending(args, cfg, paths):
     printable = audit().printable
     lines = []
     if entries:
-        rows = [["ID", "AGENT", "REQUEST", "WAITING", "ANSWER WITHIN"]] + [[
+        rows = [["ID", "AGENT", "REQUEST", "LEADS TO", "WAITING", "ANSWER WITHIN"]] + [[
             printable(e.get("id")), printable(names.get(e.get("listener"), "listener %s" % e.get("listener"))),
             "%s %s:%s%s" % (printable(e.get("method")), printable(e.get("host")), printable(e.get("port")),
                             printable(e.get("path") or "")),
+            printable(", ".join(e.get("addresses") or []) or "?") + (" (PRIVATE)" if e.get("private") else ""),
             "%ds" % (now - e.get("since", now)), "%ds" % (e["expires"] - now)] for e in entries]
         lines += ["Held, waiting for an answer (agent-sandbox allow ID [--for 1h | --always] or deny ID):"]
         lines += audit().table(rows)

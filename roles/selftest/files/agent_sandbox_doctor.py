@@ -1257,8 +1257,8 @@ def status(cfg, as_json):
         ["blocked, last hour", "unknown (%s)" % blocked_note if total is None else
          "%d%s%s" % (total, " (agent-sandbox log --blocked --since 1h)" if total else "",
                      "; " + blocked_note if blocked_note else "")],
-        ["ask mode", ask + ("; %d run-time approvals (agent-sandbox pending)" % control["approved"]
-                            if control["approved"] else "")],
+        ["ask mode", ask + ("; %d run-time approval%s (agent-sandbox pending)" % (
+            control["approved"], "" if control["approved"] == 1 else "s") if control["approved"] else "")],
         ["learn mode", learn]])
     lines = [line[2:] for line in lines]
     if rules is None:

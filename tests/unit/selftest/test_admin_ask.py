@@ -47,7 +47,7 @@ def held(folder, *entries):
 def entry(ident, host, port=443, listener=8080, left=50):
     now = time.time()
     return {"id": ident, "listener": listener, "host": host, "port": port, "method": "CONNECT", "path": None,
-            "since": now - 10, "expires": now + left}
+            "since": now - 10, "expires": now + left, "addresses": ["10.1.2.3"], "private": True}
 
 
 def control(folder):
@@ -72,7 +72,7 @@ def test_allow_and_deny_a_held_request(doctor, host, capsys):
          entry("cc33", "gone.example.net", left=-1))
     assert run(doctor, config, "pending") == 0
     out = capsys.readouterr().out
-    assert "aa11" in out and "claude" in out and "CONNECT new.example.net:443" in out
+    assert "aa11" in out and "claude" in out and "CONNECT new.example.net:443" in out and "10.1.2.3 (PRIVATE)" in out
     assert "bb22" in out and "codex" in out and "cc33" not in out   # an expired entry is not shown
     assert run(doctor, config, "allow", "aa11", "--for", "30m") == 0
     assert run(doctor, config, "deny", "bb22") == 0

@@ -86,7 +86,7 @@ def test_status_as_the_admin(doctor, capsys, host, monkeypatch):
     assert text.splitlines()[0].split() == ["AGENT", "UID", "LISTENER", "RULES", "BLOCKED", "(1H)"]
     assert text.splitlines()[1].split() == ["claude", "-", "8080", "3", "2"]
     assert "\nblocked, last hour  4 (agent-sandbox log --blocked --since 1h)\n" in text
-    assert "\nask mode            claude (holds 45 s); 1 run-time approvals (agent-sandbox pending)\n" in text
+    assert "\nask mode            claude (holds 45 s); 1 run-time approval (agent-sandbox pending)\n" in text
     assert "\nlearn mode          codex (until " in text
 
 
