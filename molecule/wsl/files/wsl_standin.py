@@ -6,7 +6,8 @@ for the Molecule wsl scenario only. One file, called by several names, as WSL's 
 
   wsl-standin serve   WSL's interop server of one session: makes /run/WSL (mode 0777) if it is
                       missing, never changes its mode after, listens on /run/WSL/<pid>_interop
-                      (chmod 0777), and "starts" the Windows program each client names.
+                      (chmod 0777), "starts" the Windows program each client names, and removes
+                      its socket when it ends.
   init PROGRAM ARGV0  WSL's /init as the binfmt_misc interpreter of MZ files (flag P): finds the
                       socket as /init does ($WSL_INTEROP unless it is missing, else those of its
                       parent processes), connects, and fails with /init's message when it cannot.
@@ -24,6 +25,7 @@ import configparser
 import json
 import os
 import pwd
+import signal
 import socket
 import subprocess
 import sys
@@ -45,11 +47,17 @@ def serve():
     server.bind(path)
     os.chmod(path, 0o777)
     server.listen(16)
+    # As WSL's server does when its session ends: the socket goes with it.
+    signal.signal(signal.SIGTERM, lambda *_: (os.unlink(path), sys.exit(0)))
     while True:
         conn, _addr = server.accept()
         with conn:
-            request = json.loads(conn.recv(65536).decode() or "{}")
-            conn.sendall(("started %s as the Windows user\n" % request.get("program", "?")).encode())
+            try:  # a client that only connects (the doctor's probe) sends nothing and leaves
+                request = json.loads(conn.recv(65536).decode() or "{}")
+                if request:
+                    conn.sendall(("started %s as the Windows user\n" % request.get("program", "?")).encode())
+            except (OSError, ValueError):
+                pass
 
 
 def parent_of(pid):

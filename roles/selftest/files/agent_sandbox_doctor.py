@@ -1035,23 +1035,35 @@ class Doctor:
                    else os.path.join(root, d) for d in drives]
         program, workdir, copy = wsl.get("windows_program", ""), None, ""
         if program and os.path.isfile(program):
-            # Root copies it where both can run it: the drives themselves are closed to the agent.
-            workdir = tempfile.mkdtemp(prefix="agent-sandbox-wsl-")
+            # Root copies it where both can run it: the drives themselves are closed to the agent, and
+            # /tmp is often mounted noexec.
+            workdir = tempfile.mkdtemp(prefix="agent-sandbox-wsl-", dir="/var/tmp")
             os.chmod(workdir, 0o755)
             copy = os.path.join(workdir, os.path.basename(program))
             shutil.copyfile(program, copy)
             os.chmod(copy, 0o755)
         try:
+            # The controls first: a socket the admin reaches (a closed session may leave a dead one
+            # behind), which the agent's Windows program is then pointed at too.
+            control = {}
+            for sock in sockets[:5] if admin_only else []:
+                control = self.as_admin("unix", sock, self.timeout)
+                if control["outcome"] == "connected":
+                    newest = sock
+                    break
             run = ("exec", copy, wsl.get("interpreter", "/init"), newest, self.timeout * 3) if workdir else None
             agent = self.as_agent_all(*([("unix", s, self.timeout) for s in sockets[:5]]
                                         + [("read", t) for t in targets] + ([run] if run else [])))
-            for sock, res in zip(sockets[:5], agent[:len(sockets[:5])]):
-                control = self.as_admin("unix", sock, self.timeout) if admin_only and sock == newest else None
-                self.record(res["outcome"] == "denied" and (control is None or control["outcome"] == "connected"),
+            refused = [res for res in agent[:len(sockets[:5])] if res["outcome"] != "denied"]
+            if sockets:
+                self.record(not refused and (not admin_only or control.get("outcome") == "connected"),
                             "WSL interop socket closed to the agent",
-                            "connect to %s as the agent%s" % (sock, ", and as the admin" if control else ""),
-                            "agent: %s%s" % (res["detail"], "; admin: " + control["detail"] if control else ""))
-            if not sockets:
+                            "connect to %d interop socket(s) in %s as the agent%s" % (
+                                len(sockets[:5]), WSL_INTEROP_DIR, ", and as the admin" if admin_only else ""),
+                            "agent: %s%s" % ("; ".join(r["detail"] for r in refused) if refused
+                                             else "denied (%s)" % agent[0]["detail"],
+                                             "; admin: " + control["detail"] if admin_only else ""))
+            else:
                 self.notes.append("no WSL interop socket in %s (interop off, or no session open)" % WSL_INTEROP_DIR)
             agent = agent[len(sockets[:5]):]
             for target, res in zip(targets, agent):

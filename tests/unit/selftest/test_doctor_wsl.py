@@ -182,3 +182,22 @@ def test_no_wsl_settings_no_wsl_checks(doctor):
     checker.wsl()
     checker.wsl_host()
     assert checker.results == [] and checker.notes == []
+
+
+def test_wsl_points_both_at_a_socket_the_admin_reaches(doctor, tmp_path, monkeypatch):
+    # A session that ended may leave its socket behind: the control goes on to the next one.
+    host = Host(tmp_path, CLOSED, OPEN)
+    checker = doctor.Doctor(host.settings(), "agent")
+    host.install(doctor, checker, monkeypatch)
+    monkeypatch.setattr(doctor, "interop_sockets", lambda folder=None: ["/run/WSL/9_interop", "/run/WSL/7_interop"])
+    seen = []
+
+    def as_admin(*argv):
+        seen.append(argv)
+        if argv[0] == "unix":
+            return OPEN["unix"] if argv[1] == "/run/WSL/7_interop" else {"outcome": "error", "detail": "refused"}
+        return OPEN[argv[0]]
+    monkeypatch.setattr(checker, "as_admin", as_admin)
+    checker.wsl()
+    assert set(statuses(checker).values()) == {"PASS"}
+    assert [a for a in seen if a[0] == "exec"][0][3] == "/run/WSL/7_interop"
