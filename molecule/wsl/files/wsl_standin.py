@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 # Copyright: (c) 2026, agent-sandbox developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Stand-ins for the parts of WSL2 that a Linux container cannot have (there is no Windows here),
@@ -20,6 +19,7 @@ for the Molecule wsl scenario only. One file, called by several names, as WSL's 
 
 Registering a real binfmt_misc entry would change the host's kernel for every container, so the
 tests run this interpreter the way binfmt_misc would. What only a real WSL2 shows: docs/wsl.md.
+prepare.yml installs it with a #! line, as /usr/local/libexec/wsl-standin/wsl-standin and init.
 """
 import configparser
 import json

@@ -638,6 +638,8 @@ class Doctor:
         self.probe_deadline = self.timeout * 3 + 30
         self.check_deadline = self.probe_deadline + 15
         self.self_path = os.path.realpath(__file__)
+        # --quick: only what holds at once after a run (on WSL, not the drives: they need `wsl --shutdown`).
+        self.quick = False
 
     @property
     def results(self):
@@ -1031,8 +1033,9 @@ class Doctor:
                             and os.path.isdir(os.path.join(root, d)))
         except OSError:
             drives = []
-        targets = [os.path.join(root, d, "Users") if os.path.isdir(os.path.join(root, d, "Users"))
-                   else os.path.join(root, d) for d in drives]
+        targets = [] if self.quick else [
+            os.path.join(root, d, "Users") if os.path.isdir(os.path.join(root, d, "Users")) else os.path.join(root, d)
+            for d in drives]
         program, workdir, copy = wsl.get("windows_program", ""), None, ""
         if program and os.path.isfile(program):
             # Root copies it where both can run it: the drives themselves are closed to the agent, and
@@ -1106,6 +1109,8 @@ class Doctor:
             closed, happened = False, str(exc)
         self.record(closed, "WSL interop folder closed to others", "stat " + WSL_INTEROP_DIR,
                     happened if closed else happened + ": sudo systemd-tmpfiles --create (or rerun site.yml)")
+        if self.quick:
+            return
         root = wsl.get("drives_root", "/mnt/")
         try:
             with open("/proc/self/mountinfo", encoding="utf-8") as fh:
@@ -1151,6 +1156,7 @@ class Doctor:
                 self.start_guard, self.atomic_reload, self.nix_builds, self.repositories, self.wsl) + host
 
     def run(self, quick=False, only=None):
+        self.quick = quick
         steps = [step for step in self.checks(quick) if not only or step.__name__ in only]
         # What the agent runs now (a note), before any probe of this report runs as the agent too.
         self.processes()

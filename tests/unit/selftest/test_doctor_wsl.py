@@ -201,3 +201,14 @@ def test_wsl_points_both_at_a_socket_the_admin_reaches(doctor, tmp_path, monkeyp
     checker.wsl()
     assert set(statuses(checker).values()) == {"PASS"}
     assert [a for a in seen if a[0] == "exec"][0][3] == "/run/WSL/7_interop"
+
+
+def test_quick_leaves_the_drives_for_after_the_restart(doctor, tmp_path, monkeypatch):
+    # site.yml ends with --quick: the drives' new options need `wsl --shutdown` first, interop does not.
+    host = Host(tmp_path, CLOSED, OPEN)
+    checker = doctor.Doctor(host.settings(), "agent")
+    host.install(doctor, checker, monkeypatch)
+    checker.quick = True
+    checker.wsl()
+    assert "Windows drive closed to the agent" not in statuses(checker)
+    assert statuses(checker)["Windows programs do not start for the agent"] == "PASS"
