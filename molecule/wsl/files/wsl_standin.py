@@ -47,8 +47,12 @@ def serve():
     server.bind(path)
     os.chmod(path, 0o777)
     server.listen(16)
-    # As WSL's server does when its session ends: the socket goes with it.
-    signal.signal(signal.SIGTERM, lambda *_: (os.unlink(path), sys.exit(0)))
+
+    def end(_signum, _frame):
+        # As WSL's server does when its session ends: the socket goes with it.
+        os.unlink(path)
+        raise SystemExit(0)
+    signal.signal(signal.SIGTERM, end)
     while True:
         conn, _addr = server.accept()
         with conn:
