@@ -189,3 +189,17 @@ def test_without_systemd_the_message_says_what_to_do(host, cases):
 def test_a_host_that_is_not_wsl_sees_no_change(host, cases):
     result = cases[host.backend.get_hostname()]["not WSL"]
     assert result["failure"] is None and result["after"] == result["before"], cases["output"]
+
+
+def test_disabled_turns_interop_off_for_everyone(host):
+    # WSL's own switch: after `wsl --shutdown`, no Windows program for anyone, the admin included.
+    host.check_output("cp -p /etc/wsl.conf /var/tmp/wsl.conf.before")
+    try:
+        report = refusals("Apply wsl with interop disabled", "agent_sandbox.native.wsl",
+                          {"disabled": dict(BASE, wsl_interop="disabled")}, "cat /etc/wsl.conf")
+        result = report[host.backend.get_hostname()]["disabled"]
+        assert result["failure"] is None, report["output"]
+        assert "[interop]\nenabled = false\nappendWindowsPath = false" in result["after"], result["after"]
+        assert "wsl --shutdown" in report["output"]  # the role says that WSL must restart
+    finally:
+        host.check_output("cp -p /var/tmp/wsl.conf.before /etc/wsl.conf")
