@@ -58,7 +58,7 @@ images: docker ## Build the Molecule base images (cached by a hash of their inpu
 	tests/images/build.sh
 
 # The longest first, so that the last lane does not start a long one alone.
-MOLECULE_ORDER := lifecycle default fleet host_firewall nix_tools sandbox_user mitm_proxy shared_workspace harness
+MOLECULE_ORDER := lifecycle default fleet host_firewall nix_tools sandbox_user mitm_proxy wsl shared_workspace harness
 molecule: venv images ## Run every Molecule scenario, MOLECULE_JOBS at a time (default 2)
 	tests/molecule.sh $(filter $(SCENARIOS),$(MOLECULE_ORDER)) $(filter-out $(MOLECULE_ORDER),$(SCENARIOS))
 

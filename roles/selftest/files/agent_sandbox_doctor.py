@@ -39,6 +39,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -211,6 +212,45 @@ def probe_writable(paths):
     return {"outcome": "writable", "paths": writable, "detail": "%d of %d writable" % (len(writable), len(paths))}
 
 
+def probe_unix(path, timeout):
+    """Connect to a unix stream socket (WSL's interop sockets), as WSL's /init does."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(path)
+        return {"outcome": "connected", "detail": "connected to " + path}
+    except OSError as exc:
+        if exc.errno in (errno.EPERM, errno.EACCES):
+            return {"outcome": "denied", "detail": "%s: %s" % (path, os.strerror(exc.errno))}
+        return {"outcome": "error", "detail": "%s: %s" % (path, exc)}
+    finally:
+        sock.close()
+
+
+def probe_exec(path, interpreter, interop, timeout):
+    """Run a Windows program as WSL runs it: the kernel hands a file that starts with MZ to the
+    interpreter its binfmt_misc entry names (/init). Where the kernel has no such entry (ENOEXEC),
+    run the interpreter the way binfmt_misc would (flag P: the file, then argv[0]). interop, when
+    not empty, is put in WSL_INTEROP: the socket /init asks to start the program."""
+    env = dict(os.environ, WSL_INTEROP=interop) if interop else dict(os.environ)
+    for argv in ([path], [interpreter, path, path]):
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False, env=env)
+        except OSError as exc:
+            if exc.errno == errno.ENOEXEC and argv == [path]:
+                continue
+            return {"outcome": "denied" if exc.errno in (errno.EPERM, errno.EACCES) else "error",
+                    "detail": "%s: %s" % (argv[0], exc.strerror or exc)}
+        except subprocess.TimeoutExpired:
+            return {"outcome": "error", "detail": "%s did not end in %ss" % (argv[0], timeout)}
+        said = " ".join((proc.stdout + " " + proc.stderr).split())[:200]
+        how = "" if argv == [path] else " (through %s)" % interpreter
+        if proc.returncode == 0:
+            return {"outcome": "ran", "detail": "exit 0%s: %s" % (how, said or "no output")}
+        return {"outcome": "failed", "detail": "exit %d%s: %s" % (proc.returncode, how, said or "no output")}
+    return {"outcome": "error", "detail": "not run"}
+
+
 def probe(argv):
     """The result of one probe: argv is its kind and its arguments, as strings."""
     kind, args = argv[0], argv[1:]
@@ -230,6 +270,10 @@ def probe(argv):
         return probe_cgroup()
     if kind == "writable":
         return probe_writable(json.loads(args[0]))
+    if kind == "unix":
+        return probe_unix(args[0], float(args[1]))
+    if kind == "exec":
+        return probe_exec(args[0], args[1], args[2], float(args[3]))
     return {"outcome": "error", "detail": "unknown probe %s" % kind}
 
 
@@ -439,6 +483,13 @@ def git_control_paths(gitdir):
     return paths
 
 
+def grp_name(gid):
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
 def owner_name(path):
     try:
         return pwd.getpwuid(os.lstat(path).st_uid).pw_name
@@ -587,6 +638,8 @@ class Doctor:
         self.probe_deadline = self.timeout * 3 + 30
         self.check_deadline = self.probe_deadline + 15
         self.self_path = os.path.realpath(__file__)
+        # --quick: only what holds at once after a run (on WSL, not the drives: they need `wsl --shutdown`).
+        self.quick = False
 
     @property
     def results(self):
@@ -965,6 +1018,145 @@ class Doctor:
                               " or `sudo agent-sandbox revoke HOST --agent %s`)"
                               % (self.agent, ", ".join(state["always"][port]), self.agent))
 
+    # WSL2 (docs/wsl.md) -----------------------------------------------
+    def as_admin(self, *probe_argv):
+        """A control: the probe as the admin (through runuser when the doctor runs as root)."""
+        admin = (self.cfg.get("wsl") or {}).get("admin", "")
+        argv = [str(a) for a in probe_argv]
+        try:
+            uid = pwd.getpwnam(admin).pw_uid
+        except KeyError:
+            return {"outcome": "error", "detail": "no admin %r to run the control as" % admin}
+        if os.geteuid() == uid:
+            return probe(argv)
+        if os.geteuid() != 0:
+            return {"outcome": "error", "detail": "the control runs as %s: run the doctor as root or %s" % (admin, admin)}
+        try:
+            proc = subprocess.run(["runuser", "-u", admin, "--", sys.executable, self.self_path, "probe"] + argv,
+                                  capture_output=True, text=True, check=False, timeout=self.probe_deadline, cwd="/")
+            return json.loads(proc.stdout.strip().splitlines()[-1])
+        except (OSError, subprocess.TimeoutExpired, IndexError, ValueError) as exc:
+            return {"outcome": "error", "detail": "control as %s: %s" % (admin, exc)}
+
+    def wsl(self):
+        """As the agent, beside the admin: no interop socket, no Windows drive, no Windows program."""
+        wsl = self.cfg.get("wsl")
+        if not wsl:
+            return
+        admin_only = wsl.get("interop", "admin-only") == "admin-only"
+        sockets = interop_sockets()
+        if sockets is None:
+            self.notes.append("WSL's interop sockets were not checked: run the doctor as root")
+            sockets = []
+        newest = sockets[0] if sockets else ""
+        root = wsl.get("drives_root", "/mnt/")
+        excluded = set(wsl.get("drives_excluded") or [])
+        try:
+            drives = sorted(d for d in os.listdir(root) if len(d) == 1 and d.isalpha() and d not in excluded
+                            and os.path.isdir(os.path.join(root, d)))
+        except OSError:
+            drives = []
+        targets = [] if self.quick else [
+            os.path.join(root, d, "Users") if os.path.isdir(os.path.join(root, d, "Users")) else os.path.join(root, d)
+            for d in drives]
+        program, workdir, copy = wsl.get("windows_program", ""), None, ""
+        if program and os.path.isfile(program):
+            # Root copies it where both can run it: the drives themselves are closed to the agent, and
+            # /tmp is often mounted noexec.
+            workdir = tempfile.mkdtemp(prefix="agent-sandbox-wsl-", dir="/var/tmp")
+            os.chmod(workdir, 0o755)
+            copy = os.path.join(workdir, os.path.basename(program))
+            shutil.copyfile(program, copy)
+            os.chmod(copy, 0o755)
+        try:
+            # The controls first: a socket the admin reaches (a closed session may leave a dead one
+            # behind), which the agent's Windows program is then pointed at too.
+            control = {}
+            for sock in sockets[:5] if admin_only else []:
+                control = self.as_admin("unix", sock, self.timeout)
+                if control["outcome"] == "connected":
+                    newest = sock
+                    break
+            run = ("exec", copy, wsl.get("interpreter", "/init"), newest, self.timeout * 3) if workdir else None
+            agent = self.as_agent_all(*([("unix", s, self.timeout) for s in sockets[:5]]
+                                        + [("read", t) for t in targets] + ([run] if run else [])))
+            refused = [res for res in agent[:len(sockets[:5])] if res["outcome"] != "denied"]
+            if sockets:
+                self.record(not refused and (not admin_only or control.get("outcome") == "connected"),
+                            "WSL interop socket closed to the agent",
+                            "connect to %d interop socket(s) in %s as the agent%s" % (
+                                len(sockets[:5]), WSL_INTEROP_DIR, ", and as the admin" if admin_only else ""),
+                            "agent: %s%s" % ("; ".join(r["detail"] for r in refused) if refused
+                                             else "denied (%s)" % agent[0]["detail"],
+                                             "; admin: " + control["detail"] if admin_only else ""))
+            else:
+                self.notes.append("no WSL interop socket in %s (interop off, or no session open)" % WSL_INTEROP_DIR)
+            agent = agent[len(sockets[:5]):]
+            for target, res in zip(targets, agent):
+                control = self.as_admin("read", target)
+                self.record(res["outcome"] == "denied" and control["outcome"] == "readable",
+                            "Windows drive closed to the agent", "list %s as the agent and as the admin" % target,
+                            "agent: %s; admin: %s" % (res["detail"], control["detail"]))
+            if run:
+                res = agent[len(targets)]
+                control = self.as_admin(*run) if admin_only else None
+                self.record(res["outcome"] in ("failed", "denied") and (control is None or control["outcome"] == "ran"),
+                            "Windows programs do not start for the agent",
+                            "run %s (a copy of %s) as the agent%s" % (copy, program, ", and as the admin" if control else ""),
+                            "agent: %s%s" % (res["detail"], "; admin: " + control["detail"] if control else ""))
+            else:
+                self.notes.append("no Windows program at %s: the doctor did not start one (selftest_wsl_settings."
+                                  "windows_program)" % (program or "-"))
+        finally:
+            if workdir:
+                shutil.rmtree(workdir, ignore_errors=True)
+
+    def wsl_host(self):
+        """WSL's side of it, read as root: the interop folder, the live drvfs options, the drives left out."""
+        wsl = self.cfg.get("wsl")
+        if not wsl:
+            return
+        try:
+            with open(wsl.get("version_file", "/proc/version"), encoding="utf-8") as fh:
+                version = fh.readline().strip()
+        except OSError as exc:
+            version = "version unknown (%s)" % exc
+        self.notes.append("WSL detected: %s" % version[:120])
+        try:
+            st = os.stat(WSL_INTEROP_DIR)
+            closed = st.st_uid == 0 and not st.st_mode & 0o007
+            happened = "owner %s, group %s, mode %04o" % (st.st_uid, grp_name(st.st_gid), st.st_mode & 0o7777)
+        except FileNotFoundError:
+            closed, happened = True, "no such folder (interop off)"
+        except OSError as exc:
+            closed, happened = False, str(exc)
+        self.record(closed, "WSL interop folder closed to others", "stat " + WSL_INTEROP_DIR,
+                    happened if closed else happened + ": sudo systemd-tmpfiles --create (or rerun site.yml)")
+        if self.quick:
+            return
+        root = wsl.get("drives_root", "/mnt/")
+        try:
+            with open("/proc/self/mountinfo", encoding="utf-8") as fh:
+                mounts = drvfs_mounts(fh.read(), root)
+        except OSError:
+            mounts = {}
+        try:
+            uid = pwd.getpwnam(wsl.get("admin", "")).pw_uid
+        except KeyError:
+            uid = -1
+        for point, options in sorted(mounts.items()):
+            wrong = drvfs_openings(options, uid)
+            self.record(not wrong, "Windows drive mounted for the admin alone", "read the options of " + point,
+                        "; ".join(wrong) + ": run `wsl --shutdown` in Windows so that /etc/wsl.conf applies"
+                        if wrong else "uid=%d, others masked" % uid)
+        if not mounts:
+            self.notes.append("no drvfs mount below %s: the drives' options were not read" % root)
+        for drive in sorted(wsl.get("drives_excluded") or []):
+            point = os.path.join(root, drive)
+            mounted = point in mounts or os.path.ismount(point)
+            self.record(not mounted, "left-out Windows drive not mounted", "look for a mount on " + point,
+                        "mounted: run `wsl --shutdown` in Windows" if mounted else "not mounted")
+
     def units(self):
         for unit in self.cfg.get("units", []):
             enabled, active = systemctl("is-enabled", unit), systemctl("is-active", unit)
@@ -991,19 +1183,21 @@ class Doctor:
     def checks(self, quick=False):
         """The checks, in the order the report lists them."""
         # Checks of the host rather than of one agent run once, with the first agent.
-        host = (self.kernel_links, self.admin_git, self.nofollow_view, self.go_betweens) if self.host_checks else ()
+        host = (self.kernel_links, self.admin_git, self.nofollow_view, self.go_betweens, self.wsl_host) \
+            if self.host_checks else ()
         if quick:
             # What a working install must show at once, with no probe that waits for a timeout
             # to pass: the units, the start guard, limits and reload path, direct UDP refused, the proxy listener, and through it the allowed
             # path, the blocked host's 403 and the leak probe's refusal; the Nix build users' rules.
             return (self.units, self.pf_confines, self.start_guard, self.atomic_reload, self.direct_udp,
-                    self.proxy_reachable, self.proxy_policy, self.nix_builds, self.repositories) + host
+                    self.proxy_reachable, self.proxy_policy, self.nix_builds, self.repositories, self.wsl) + host
         return (self.identity, self.pf_confines, self.direct_egress, self.loopback, self.proxy_policy, self.files,
-                self.units, self.start_guard, self.atomic_reload, self.nix_builds, self.repositories,
+                self.units, self.start_guard, self.atomic_reload, self.nix_builds, self.repositories, self.wsl,
                 self.runtime_answers) + host
 
-    def run(self, quick=False):
-        steps = self.checks(quick)
+    def run(self, quick=False, only=None):
+        self.quick = quick
+        steps = [step for step in self.checks(quick) if not only or step.__name__ in only]
         # What the agent runs now (a note), before any probe of this report runs as the agent too.
         self.processes()
         try:
@@ -1029,6 +1223,69 @@ class Doctor:
             self.record(False, step.__name__, "run the %s checks" % step.__name__,
                         "stopped with %s: %s" % (type(exc).__name__, exc))
         return self._step.results, self._step.notes
+
+
+# --------------------------------------------------------------------------
+# WSL2: the interop sockets and the drvfs mounts, read as root (docs/wsl.md).
+# --------------------------------------------------------------------------
+
+WSL_INTEROP_DIR = "/run/WSL"  # WSL's init: one socket per session, <pid>_interop, mode 0777
+DRVFS_TYPES = ("9p", "drvfs", "virtiofs")
+
+
+def interop_sockets(folder=WSL_INTEROP_DIR):
+    """WSL's interop sockets in folder, newest first; None when the folder cannot be read (not root)."""
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return []
+    except OSError:
+        return None
+    paths = [os.path.join(folder, n) for n in names if n.endswith("_interop")]
+    return sorted(paths, key=lambda p: os.lstat(p).st_mtime, reverse=True)
+
+
+def drvfs_mounts(mountinfo, root):
+    """{mount point: [option, ...]} of the Windows drives mounted below root, from the text of
+    /proc/self/mountinfo. drvfs over 9p carries its own options inside aname, separated by `;`
+    (`aname=drvfs;path=C:\\;uid=1000;gid=1000;umask=077;symlinkroot=/mnt/`); the last mount on a point wins."""
+    found = {}
+    for line in mountinfo.splitlines():
+        head, sep, tail = line.partition(" - ")
+        head, tail = head.split(), tail.split()
+        if not sep or len(head) < 6 or len(tail) < 3:
+            continue
+        point = head[4].replace("\\040", " ")
+        fstype, source = tail[0], tail[1]
+        if fstype not in DRVFS_TYPES or not point.startswith(root):
+            continue
+        options = [o for opt in (head[5] + "," + tail[2]).split(",") for o in opt.split(";") if o]
+        if fstype == "9p" and "aname=drvfs" not in options:
+            continue
+        if fstype == "virtiofs" and not source.lower().startswith("drvfs"):
+            continue
+        found[point] = options
+    return found
+
+
+def drvfs_openings(options, uid):
+    """What in a drvfs mount's options lets a user other than uid in; empty when nothing does.
+    Files get umask|fmask, folders umask|dmask; group and others must both be masked."""
+    values = dict(o.split("=", 1) for o in options if "=" in o)
+    wrong = []
+    if values.get("uid") != str(uid):
+        wrong.append("uid=%s (want %d)" % (values.get("uid", "-"), uid))
+
+    def mask(name):
+        try:
+            return int(values.get(name, "0"), 8)
+        except ValueError:
+            return 0
+    for kind, extra in (("files", "fmask"), ("folders", "dmask")):
+        if (mask("umask") | mask(extra)) & 0o077 != 0o077:
+            wrong.append("%s open to others (umask=%s %s=%s; want umask=077)" % (
+                kind, values.get("umask", "-"), extra, values.get(extra, "-")))
+    return wrong
 
 
 def nft_list(*what):
@@ -1288,6 +1545,8 @@ def main(argv=None):
     doc.add_argument("--config", default=CONFIG)
     doc.add_argument("--quick", action="store_true",
                      help="only the checks that pass at once: units, direct UDP, the proxy and the paths through it (site.yml runs this)")
+    doc.add_argument("--only", action="append", metavar="CHECK",
+                     help="only this group of checks (may be given more than once), e.g. wsl and wsl_host")
     adopt = sub.add_parser("adopt", help="give a repository in the shared workspace one owner, who alone"
                            " writes its .git (run as root)")
     adopt.add_argument("path")
@@ -1351,7 +1610,7 @@ def main(argv=None):
     # Every agent at once; the report lists them in the settings' order.
     doctors = [Doctor(dict(cfg, **agent), agent["name"], host_checks=index == 0)
                for index, agent in enumerate(cfg["agents"])]
-    runs = at_once([functools.partial(doctor.run, quick=args.quick) for doctor in doctors],
+    runs = at_once([functools.partial(doctor.run, quick=args.quick, only=args.only) for doctor in doctors],
                    max([doctor.check_deadline + 30 for doctor in doctors] or [0]))
     for doctor, (how, value) in zip(doctors, runs):
         results.extend(value if how == "done" else [{

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
-ROLES = ["sandbox_user", "host_firewall", "mitm_proxy", "shared_workspace", "nix_tools", "selftest"]
+ROLES = ["sandbox_user", "host_firewall", "mitm_proxy", "shared_workspace", "nix_tools", "selftest", "wsl"]
 
 
 def agents_option(role):
