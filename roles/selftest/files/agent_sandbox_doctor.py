@@ -1455,8 +1455,8 @@ def main(argv=None):
                 r["status"], r["agent"], r["check"], r["tried"], r["happened"]))
         for note in notes:
             print("NOTE  " + note)
-        print("\n%d checks, %d passed, %d failed%s" % (len(results), passed, len(failed),
-                                                     ", %d skipped (not installed)" % len(skipped) if skipped else ""))
+        skips = ", %d skipped (not installed)" % len(skipped) if skipped else ""
+        print("\n%d checks, %d passed, %d failed%s" % (len(results), passed, len(failed), skips))
         if failed:
             if log:
                 print("last log line of %s: %s" % (unit, log))
