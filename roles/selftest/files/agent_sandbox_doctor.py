@@ -221,8 +221,8 @@ def probe_writable(paths):
 
 # What the tools print when the certificate the proxy presents does not chain to a CA they trust.
 UNTRUSTED = re.compile(
-    r"CERTIFICATE_VERIFY_FAILED|certificate verify failed|SSL certificate problem|server certificate verification"
-    r" failed|unable to (get local issuer|verify the first) certificate|self[- ]signed certificate"
+    r"CERTIFICATE_VERIFY_FAILED|certificate verify failed|SSL certificate problem|server (certificate )?verification"
+    r" failed|certificate signer not trusted|unable to (get local issuer|verify the first) certificate|self[- ]signed certificate"
     r"|UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT|SELF_SIGNED_CERT_IN_CHAIN"
     r"|certificate signed by unknown authority|PKIX path building failed|unable to find valid certification path"
     r"|invalid peer certificate|UnknownIssuer|SSL peer certificate", re.I)
