@@ -256,7 +256,8 @@ if (!proxy) { get({}); } else {
   http.request({host: p.hostname, port: p.port || 80, method: 'CONNECT', path: target, headers: {host: target}})
     .on('connect', (res, socket) => {
       if (res.statusCode !== 200) { fail(new Error('CONNECT refused: HTTP ' + res.statusCode)); }
-      get({createConnection: () => tls.connect({socket: socket, servername: url.hostname})});
+      // Without a Host header of its own, node names port 80 on a connection it did not open itself.
+      get({headers: {host: url.host}, createConnection: () => tls.connect({socket: socket, servername: url.hostname})});
     }).on('error', fail).end();
 }
 """
@@ -285,7 +286,9 @@ TOOLCHAINS = {
             r"No matching distribution|Skipping page|Client Error|Server Error"),
     "git": ("git", ["GIT_SSL_CAINFO"], "GIT_SSL_CAINFO={bundle} (or http.sslCAInfo in ~/.gitconfig)",
             r"not found|not valid|returned error: \d{3}|Authentication failed|could not read Username"),
-    "node": ("node", ["NODE_EXTRA_CA_CERTS"], "NODE_EXTRA_CA_CERTS={bundle}", r"^HTTP \d+"),
+    "node": ("node", ["NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE"],
+             "NODE_EXTRA_CA_CERTS={bundle} (a node built to use OpenSSL's CAs, as Debian's, reads SSL_CERT_FILE too)",
+             r"^HTTP \d+"),
     "npm": ("npm", ["NODE_EXTRA_CA_CERTS", "npm_config_cafile"],
             "NODE_EXTRA_CA_CERTS={bundle}, and no `cafile` or `ca` in ~/.npmrc other than {bundle}",
             r"PONG|\bE\d{3}\b|\b[1-5]\d\d\b (Not Found|Forbidden|Method)"),
