@@ -921,7 +921,7 @@ class Doctor:
         for name, res in zip(names, answers):
             status, happened = judge_toolchain(name, res, self.cfg.get("ca_bundle") or CA_BUNDLE)
             self.record(status == "PASS", "%s trusts the proxy CA" % name,
-                        "GET %s with %s, as the agent" % (url, TOOLCHAINS[name][0]), happened, status=status)
+                        "GET %s with %s, as the agent" % (url, name), happened, status=status)
 
     # Host and files -----------------------------------------------------
     def files(self):
