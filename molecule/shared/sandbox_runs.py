@@ -56,7 +56,9 @@ def doctor(host, required=None):
     assert out.stdout.strip().startswith("{"), out.stdout + out.stderr
     data = json.loads(out.stdout)
     ran = {r["check"] for r in data["results"]}
-    failed = [r for r in data["results"] if r["status"] != "PASS"]
+    # A toolchain the host does not have is a SKIP (the doctor's CA trust checks); anything else must pass.
+    failed = [r for r in data["results"] if r["status"] != "PASS"
+              and not (r["status"] == "SKIP" and r["check"].endswith(" trusts the proxy CA"))]
     assert required <= ran, required - ran
     assert failed == [] and out.rc == 0, json.dumps(failed, indent=1)
     return data

@@ -16,9 +16,12 @@ suites=("$@")
 [ ${#suites[@]} -gt 0 ] || suites=(bookworm trixie)
 
 # What every test container needs to be managed by Ansible and to act as a
-# real workstation's clients (curl, git, python) in the verifiers.
+# real workstation's clients in the verifiers: curl, git, python with pip and
+# requests, and node, whose trust in the proxy's CA the doctor checks as the agent.
+# npm is left out: it brings about 350 more packages (some 100 MiB) to the image.
 packages=(systemd systemd-sysv dbus python3 python3-apt sudo ca-certificates
-  iproute2 procps curl git less netcat-openbsd iputils-ping)
+  iproute2 procps curl git less netcat-openbsd iputils-ping
+  python3-pip python3-requests nodejs)
 
 die() { echo "images: $*" >&2; exit 1; }
 

@@ -15,6 +15,10 @@ REQUIRED = {
     "start guard in PAM", "agent starts in its slice", "agent's resource limits set",
     "firewall reloads keep the agents' table", "only its owner writes each repository's .git",
 }
+# The toolchains the test image has (tests/images/build.sh): each must trust the proxy's CA, as each agent.
+# The others (npm, go, cargo, java) are not installed there: SKIP is the only other status allowed.
+TOOLCHAINS = {"curl", "python ssl", "python requests", "pip", "git", "node"}
+TRUST = {"%s trusts the proxy CA" % name for name in TOOLCHAINS}
 # Checks of the host rather than of one agent: the doctor runs them once, with the first agent.
 HOST_REQUIRED = {
     "admin's git refuses the agents' repositories", "admin's git ignores planted bare repositories",
@@ -32,7 +36,7 @@ def report(host):
 def test_every_required_check_ran(report):
     data = report[1]
     ran = {r["check"] for r in data["results"]}
-    assert REQUIRED <= ran, REQUIRED - ran
+    assert REQUIRED | TRUST <= ran, (REQUIRED | TRUST) - ran
 
 
 def test_every_agent_was_checked(host, report):
@@ -46,8 +50,41 @@ def test_every_agent_was_checked(host, report):
 
 def test_every_check_passed(report):
     rc, data = report
-    failed = [r for r in data["results"] if r["status"] != "PASS"]
+    failed = [r for r in data["results"] if r["status"] != "PASS"
+              and not (r["status"] == "SKIP" and r["check"].endswith(" trusts the proxy CA"))]
     assert failed == [] and rc == 0, json.dumps(failed, indent=1)
+
+
+def test_every_installed_toolchain_trusts_the_proxy_ca(host, report):
+    trust = {(r["agent"], r["check"]): r for r in report[1]["results"] if r["check"].endswith(" trusts the proxy CA")}
+    agents = {"agent", "agent2"} if host.backend.get_hostname().endswith("-trixie") else {"agent"}
+    for agent in agents:
+        passed = {check for (who, check), r in trust.items() if who == agent and r["status"] == "PASS"}
+        assert TRUST <= passed, json.dumps([r for (who, c), r in trust.items() if who == agent], indent=1)
+    # Not installed in the image: reported, not failed.
+    assert trust[("agent", "java trusts the proxy CA")]["status"] == "SKIP"
+
+
+def test_a_toolchain_that_loses_the_proxy_ca_fails_naming_its_variable(host):
+    # The agent's own dotfiles point git at the system's CAs only (no proxy CA), as a user's edit would:
+    # the doctor, which runs as the agent with its login environment, must FAIL git and name the fix,
+    # while curl, whose variable is untouched, still passes (and on Debian 13 so does agent2's git).
+    profile = "/home/agent/.profile"
+    assert host.run("cp -p %s %s.doctor-test" % (profile, profile)).rc == 0
+    try:
+        host.run("echo 'export GIT_SSL_CAINFO=/etc/ssl/certs/ca-certificates.crt' >> %s" % profile)
+        out = host.run("runuser -u admin -- agent-sandbox doctor --json")
+        results = {(r["agent"], r["check"]): r for r in json.loads(out.stdout)["results"]}
+        git = results[("agent", "git trusts the proxy CA")]
+        assert out.rc != 0 and git["status"] == "FAIL", git
+        assert "does not trust the proxy CA" in git["happened"], git
+        assert "fix: GIT_SSL_CAINFO=/etc/agent-sandbox/ca-bundle.pem" in git["happened"], git
+        assert "now GIT_SSL_CAINFO=/etc/ssl/certs/ca-certificates.crt" in git["happened"], git
+        assert results[("agent", "curl trusts the proxy CA")]["status"] == "PASS"
+        if ("agent2", "git trusts the proxy CA") in results:
+            assert results[("agent2", "git trusts the proxy CA")]["status"] == "PASS"
+    finally:
+        assert host.run("mv %s.doctor-test %s" % (profile, profile)).rc == 0
 
 
 def quick_report(host):

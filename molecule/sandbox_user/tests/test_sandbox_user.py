@@ -229,6 +229,7 @@ EXPECTED_ENV = {
     "NODE_EXTRA_CA_CERTS": "/etc/agent-sandbox/ca-bundle.pem",
     "GIT_SSL_CAINFO": "/etc/agent-sandbox/ca-bundle.pem",
     "PIP_CERT": "/etc/agent-sandbox/ca-bundle.pem",
+    "CARGO_HTTP_CAINFO": "/etc/agent-sandbox/ca-bundle.pem",
     "GITHUB_TOKEN": "agent-sandbox-placeholder-github",
 }
 

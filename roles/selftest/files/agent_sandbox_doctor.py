@@ -33,6 +33,7 @@ import importlib.util
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -47,6 +48,7 @@ import urllib.parse
 import urllib.request
 
 CONFIG = "/etc/agent-sandbox/doctor.json"
+CA_BUNDLE = "/etc/agent-sandbox/ca-bundle.pem"  # sandbox_user_ca_bundle's default
 PRIVILEGED_GROUPS = {"sudo", "wheel", "admin", "adm", "docker", "lxd", "root"}
 
 
@@ -251,6 +253,195 @@ def probe_exec(path, interpreter, interop, timeout):
     return {"outcome": "error", "detail": "not run"}
 
 
+# --------------------------------------------------------------------------
+# Toolchains: does each client the agent may run trust the proxy's CA?
+# One HTTPS request to the allowed URL with the tool itself, in the agent's login environment.
+# --------------------------------------------------------------------------
+
+# What the tools print when the certificate the proxy presents does not chain to a CA they trust.
+UNTRUSTED = re.compile(
+    r"CERTIFICATE_VERIFY_FAILED|certificate verify failed|SSL certificate problem|server (certificate )?verification"
+    r" failed|certificate signer not trusted|unable to (get local issuer|verify the first) certificate|self[- ]signed certificate"
+    r"|UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT|SELF_SIGNED_CERT_IN_CHAIN"
+    r"|certificate signed by unknown authority|PKIX path building failed|unable to find valid certification path"
+    r"|invalid peer certificate|UnknownIssuer|SSL peer certificate", re.I)
+
+PY_SSL = """import sys, urllib.error, urllib.request
+try:
+    with urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2])) as resp:
+        print("HTTP %d" % resp.status)
+except urllib.error.HTTPError as exc:
+    print("HTTP %d" % exc.code)
+"""
+
+PY_REQUESTS = """import sys
+try:
+    import requests
+except ImportError:
+    print("not installed: no module named requests")
+    sys.exit(3)
+print("HTTP %d" % requests.get(sys.argv[1], timeout=float(sys.argv[2])).status_code)
+"""
+
+# Node's https module does not read HTTPS_PROXY: the tunnel is opened here, the TLS is node's own.
+NODE = """const http = require('http'), https = require('https'), tls = require('tls');
+const url = new URL(process.argv[1]), ms = 1000 * Number(process.argv[2]);
+const proxy = process.env.HTTPS_PROXY || process.env.https_proxy;
+const fail = (e) => { console.log((e.code || '') + ' ' + e.message); process.exit(1); };
+const get = (options) => https.get(url, options, (res) => { console.log('HTTP ' + res.statusCode); res.resume(); process.exit(0); }).on('error', fail);
+setTimeout(() => fail(new Error('no answer in ' + ms + ' ms')), ms).unref();
+if (!proxy) { get({}); } else {
+  const p = new URL(proxy), target = url.hostname + ':' + (url.port || 443);
+  http.request({host: p.hostname, port: p.port || 80, method: 'CONNECT', path: target, headers: {host: target}})
+    .on('connect', (res, socket) => {
+      if (res.statusCode !== 200) { fail(new Error('CONNECT refused: HTTP ' + res.statusCode)); }
+      // Without a Host header of its own, node names port 80 on a connection it did not open itself.
+      get({headers: {host: url.host}, createConnection: () => tls.connect({socket: socket, servername: url.hostname})});
+    }).on('error', fail).end();
+}
+"""
+
+JAVA = """public class AgentSandboxProbe {
+    public static void main(String[] args) throws Exception {
+        java.net.HttpURLConnection conn = (java.net.HttpURLConnection) new java.net.URL(args[0]).openConnection();
+        int ms = (int) (Double.parseDouble(args[1]) * 1000);
+        conn.setConnectTimeout(ms);
+        conn.setReadTimeout(ms);
+        System.out.println("HTTP " + conn.getResponseCode());
+    }
+}
+"""
+
+# name: (program, the variables that decide its trust, the fix, what shows the server answered over TLS).
+# The fix names the variable the agent's dotfiles set (sandbox_user_ca_env_names) to the CA bundle.
+TOOLCHAINS = {
+    "curl": ("curl", ["CURL_CA_BUNDLE", "SSL_CERT_FILE"], "CURL_CA_BUNDLE={bundle} (and no `cacert` in ~/.curlrc)",
+             r"^[1-5]\d\d$"),
+    "python ssl": ("python3", ["SSL_CERT_FILE", "SSL_CERT_DIR"], "SSL_CERT_FILE={bundle}", r"^HTTP \d+"),
+    "python requests": ("python3", ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"], "REQUESTS_CA_BUNDLE={bundle}",
+                        r"^HTTP \d+"),
+    "pip": ("python3", ["PIP_CERT", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"],
+            "PIP_CERT={bundle} (REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE win over it when set: the same file)",
+            r"No matching distribution|Skipping page|Client Error|Server Error"),
+    "git": ("git", ["GIT_SSL_CAINFO"], "GIT_SSL_CAINFO={bundle} (or http.sslCAInfo in ~/.gitconfig)",
+            r"not found|not valid|returned error: \d{3}|Authentication failed|could not read Username"),
+    "node": ("node", ["NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE"],
+             "NODE_EXTRA_CA_CERTS={bundle} (a node built to use OpenSSL's CAs, as Debian's, reads SSL_CERT_FILE too)",
+             r"^HTTP \d+"),
+    "npm": ("npm", ["NODE_EXTRA_CA_CERTS", "npm_config_cafile"],
+            "NODE_EXTRA_CA_CERTS={bundle}, and no `cafile` or `ca` in ~/.npmrc other than {bundle}",
+            r"PONG|\bE\d{3}\b|\b[1-5]\d\d\b (Not Found|Forbidden|Method)"),
+    "go": ("go", ["SSL_CERT_FILE", "SSL_CERT_DIR"], "SSL_CERT_FILE={bundle} (Linux; on macOS Go asks the keychain)",
+           r"reading https?://\S+: \d{3}|\bnot found\b|\b[1-5]\d\d [A-Z]"),
+    "cargo": ("cargo", ["CARGO_HTTP_CAINFO", "SSL_CERT_FILE"], "CARGO_HTTP_CAINFO={bundle} (or http.cainfo)",
+              r"got \d{3}|expected value|EOF while parsing|missing field|invalid type"),
+    "java": ("java", ["JAVA_TOOL_OPTIONS"],
+             "JAVA_TOOL_OPTIONS='-Djavax.net.ssl.trustStore=FILE -Djavax.net.ssl.trustStorePassword=changeit', FILE a"
+             " copy of the JDK's cacerts with the proxy CA imported (keytool -importcert -file /etc/agent-sandbox/proxy-ca.pem)",
+             r"^HTTP \d+"),
+}
+
+
+def toolchain_command(name, url, timeout, workdir):
+    """(argv, extra environment) of one HTTPS request to url with the toolchain's own client."""
+    t = "%g" % timeout
+    if name == "curl":
+        return ["curl", "-sS", "-o", os.devnull, "-w", "%{http_code}", "-m", t, url], {}
+    if name == "python ssl":
+        return ["python3", "-c", PY_SSL, url, t], {}
+    if name == "python requests":
+        return ["python3", "-c", PY_REQUESTS, url, t], {}
+    if name == "pip":
+        # --find-links fetches exactly the allowed URL; nothing is installed or kept.
+        return ["python3", "-m", "pip", "download", "--no-deps", "--no-index", "--find-links", url, "--dest", workdir,
+                "--retries", "0", "--timeout", t, "--disable-pip-version-check", "--no-cache-dir",
+                "agent-sandbox-doctor-probe"], {}
+    if name == "git":
+        return ["git", "ls-remote", "--", url], {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true"}
+    if name == "node":
+        return ["node", "-e", NODE, url, t], {}
+    if name == "npm":
+        return ["npm", "ping", "--registry", url, "--fetch-retries", "0", "--fetch-timeout", str(int(timeout * 1000)),
+                "--no-update-notifier"], {}
+    if name == "go":
+        # The go command's own client, with the allowed URL as a module proxy: one GET of a list there.
+        return ["go", "mod", "download", "-json", "agent-sandbox.invalid/doctor-probe@latest"], {
+            "GOPROXY": url.rstrip("/"), "GOSUMDB": "off", "GOTOOLCHAIN": "local", "GO111MODULE": "on",
+            "GOFLAGS": "-modcacherw", "GOPRIVATE": "", "GONOPROXY": "", "GOMODCACHE": os.path.join(workdir, "mod")}
+    if name == "cargo":
+        # A sparse index at the allowed URL: cargo fetches its config.json.
+        return ["cargo", "search", "--limit", "1", "--index", "sparse+" + url.rstrip("/") + "/",
+                "agent-sandbox-doctor-probe"], {"CARGO_NET_RETRY": "0"}
+    if name == "java":
+        source = os.path.join(workdir, "AgentSandboxProbe.java")
+        with open(source, "w", encoding="utf-8") as fh:
+            fh.write(JAVA)
+        proxy = urllib.parse.urlsplit(os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy") or "")
+        props = ["-Dhttps.proxyHost=%s" % proxy.hostname, "-Dhttps.proxyPort=%d" % (proxy.port or 80)] \
+            if proxy.hostname else []
+        return ["java"] + props + [source, url, t], {}
+    raise ValueError("unknown toolchain %s" % name)
+
+
+def probe_toolchain(name, url, timeout, limit):
+    """Run one toolchain's request; outcome: missing (not installed), answered (an HTTP answer came back over
+    TLS), untrusted (the tool refused the proxy's certificate) or error; with the trust variables' values."""
+    program, variables = TOOLCHAINS[name][0], TOOLCHAINS[name][1]
+    env_now = {var: os.environ.get(var) for var in variables}
+    path = shutil.which(program)
+    if not path:
+        return {"outcome": "missing", "detail": "%s is not installed (not in PATH)" % program, "env": env_now}
+    workdir = tempfile.mkdtemp(prefix="agent-sandbox-doctor-")
+    try:
+        argv, extra = toolchain_command(name, url, timeout, workdir)
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=limit, cwd=workdir,
+                              env=dict(os.environ, **extra), stdin=subprocess.DEVNULL)
+        out = (proc.stdout + "\n" + proc.stderr).strip()
+        rc = proc.returncode
+    except subprocess.TimeoutExpired:
+        return {"outcome": "error", "detail": "%s did not finish in %g s" % (program, limit), "env": env_now}
+    except OSError as exc:
+        return {"outcome": "error", "detail": "%s: %s" % (program, exc), "env": env_now}
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return dict(judge_output(name, rc, out), env=env_now)
+
+
+def judge_output(name, rc, out):
+    """What a toolchain's output says: its outcome and the line that shows it."""
+    lines = [line.strip() for line in out.splitlines() if line.strip() and not line.startswith("Picked up ")]
+    untrusted = next((line for line in lines if UNTRUSTED.search(line)), None)
+    if untrusted:
+        return {"outcome": "untrusted", "detail": untrusted[:300]}
+    if (name == "python requests" and rc == 3 and "no module named requests" in out) or \
+            (name == "pip" and "No module named pip" in out) or \
+            (name == "java" and "jdk.compiler" in out):
+        return {"outcome": "missing", "detail": (lines[-1] if lines else "not installed")[:300]}
+    answer = re.compile(TOOLCHAINS[name][3], re.M)
+    shown = next((line for line in lines if answer.search(line)), None)
+    if shown and (rc == 0 or name not in ("curl", "python ssl", "python requests", "node", "java")):
+        return {"outcome": "answered", "detail": shown[:300]}
+    return {"outcome": "error", "detail": ("exit %d: %s" % (rc, " | ".join(lines[-3:]) or "no output"))[:300]}
+
+
+def judge_toolchain(name, res, bundle):
+    """(PASS, FAIL or SKIP, what happened) of a toolchain probe's result; bundle is the CA bundle the
+    agent's variables should name."""
+    outcome, detail = res.get("outcome"), res.get("detail", "")
+    if outcome == "missing":
+        return "SKIP", detail
+    if outcome == "answered":
+        return "PASS", "an answer over TLS: " + detail
+    now = ", ".join("%s=%s" % (var, value if value is not None else "(unset)")
+                    for var, value in (res.get("env") or {}).items())
+    fix = TOOLCHAINS[name][2].format(bundle=bundle) if name in TOOLCHAINS else "?"
+    if outcome == "untrusted":
+        return "FAIL", "does not trust the proxy CA (%s); fix: %s in the agent's environment (now %s)" % (
+            detail, fix, now or "nothing set")
+    return "FAIL", "%s (not a certificate error; the check of the allowed host shows whether the proxy lets it" \
+                   " through)" % detail
+
+
 def probe(argv):
     """The result of one probe: argv is its kind and its arguments, as strings."""
     kind, args = argv[0], argv[1:]
@@ -274,6 +465,8 @@ def probe(argv):
         return probe_unix(args[0], float(args[1]))
     if kind == "exec":
         return probe_exec(args[0], args[1], args[2], float(args[3]))
+    if kind == "toolchain":
+        return probe_toolchain(args[0], args[1], float(args[2]), float(args[3]))
     return {"outcome": "error", "detail": "unknown probe %s" % kind}
 
 
@@ -674,8 +867,9 @@ class Doctor:
             probe[0], "failed: %s" % value if how == "raised" else "did not finish")}
             for probe, (how, value) in zip(probes, outcomes)]
 
-    def record(self, ok, name, tried, happened):
-        self.results.append({"agent": self.agent, "check": name, "status": "PASS" if ok else "FAIL",
+    def record(self, ok, name, tried, happened, status=None):
+        """One result: PASS or FAIL as ok says, or the status given (SKIP: nothing there to check)."""
+        self.results.append({"agent": self.agent, "check": name, "status": status or ("PASS" if ok else "FAIL"),
                              "tried": tried, "happened": happened})
 
     # Network ------------------------------------------------------------
@@ -765,6 +959,21 @@ class Doctor:
             res = next(answers)
             self.record(res.get("status") == 403, "placeholder sent to a wrong host refused",
                         "GET %s with the placeholder in %s" % (leak["url"], leak["header"]), res["detail"])
+
+    def toolchains(self):
+        """Each client the agent may run makes one HTTPS request to the allowed URL, as the agent: a
+        client that is not installed is a SKIP, one that refuses the proxy's certificate a FAIL naming the
+        variable that fixes it. They run at once; each within a limit below the probe's own."""
+        url = self.cfg.get("allowed_url") or ""
+        if not url.startswith("https://"):
+            return
+        limit = self.probe_deadline - 5
+        names = list(TOOLCHAINS)
+        answers = self.as_agent_all(*[("toolchain", name, url, self.timeout * 3, limit) for name in names])
+        for name, res in zip(names, answers):
+            status, happened = judge_toolchain(name, res, self.cfg.get("ca_bundle") or CA_BUNDLE)
+            self.record(status == "PASS", "%s trusts the proxy CA" % name,
+                        "GET %s with %s, as the agent" % (url, name), happened, status=status)
 
     # Host and files -----------------------------------------------------
     def files(self):
@@ -1191,9 +1400,9 @@ class Doctor:
             # path, the blocked host's 403 and the leak probe's refusal; the Nix build users' rules.
             return (self.units, self.pf_confines, self.start_guard, self.atomic_reload, self.direct_udp,
                     self.proxy_reachable, self.proxy_policy, self.nix_builds, self.repositories, self.wsl) + host
-        return (self.identity, self.pf_confines, self.direct_egress, self.loopback, self.proxy_policy, self.files,
-                self.units, self.start_guard, self.atomic_reload, self.nix_builds, self.repositories, self.wsl,
-                self.runtime_answers) + host
+        return (self.identity, self.pf_confines, self.direct_egress, self.loopback, self.proxy_policy, self.toolchains,
+                self.files, self.units, self.start_guard, self.atomic_reload, self.nix_builds, self.repositories,
+                self.wsl, self.runtime_answers) + host
 
     def run(self, quick=False, only=None):
         self.quick = quick
@@ -1618,6 +1827,8 @@ def main(argv=None):
             "happened": "stopped with %s: %s" % (type(value).__name__, value) if how == "raised" else "did not finish"}])
         host_notes.extend(doctor.notes)
     failed = [r for r in results if r["status"] == "FAIL"]
+    skipped = [r for r in results if r["status"] == "SKIP"]
+    passed = len(results) - len(failed) - len(skipped)
     unit = cfg.get("proxy_unit") or ""
     log = last_log_line(unit) if failed and unit else ""
     # Not checks: what the admin chose and should keep in mind (the wildcards opted into with
@@ -1625,15 +1836,16 @@ def main(argv=None):
     notes = ["%s is allowed with trust_every_owner_below: anyone who gets a name under it can receive data"
              " from the agent" % host for host in cfg.get("opted_in_wildcards", [])] + host_notes
     if args.json:
-        print(json.dumps({"results": results, "passed": len(results) - len(failed),
-                          "failed": len(failed), "proxy_unit": unit, "proxy_log": log, "notes": notes}, indent=2))
+        print(json.dumps({"results": results, "passed": passed, "failed": len(failed), "skipped": len(skipped),
+                          "proxy_unit": unit, "proxy_log": log, "notes": notes}, indent=2))
     else:
         for r in results:
             print("%s  [%s] %s: tried %s -> %s" % (
                 r["status"], r["agent"], r["check"], r["tried"], r["happened"]))
         for note in notes:
             print("NOTE  " + note)
-        print("\n%d checks, %d passed, %d failed" % (len(results), len(results) - len(failed), len(failed)))
+        skips = ", %d skipped (not installed)" % len(skipped) if skipped else ""
+        print("\n%d checks, %d passed, %d failed%s" % (len(results), passed, len(failed), skips))
         if failed:
             if log:
                 print("last log line of %s: %s" % (unit, log))
