@@ -1698,6 +1698,7 @@ def status(cfg, as_json):
     loaded, firewall = firewall_state()
     up, proxy = proxy_state(cfg)
     control = control_state(cfg.get("control_file") or CONTROL_FILE, time.time())
+
     def by_name(table, shown):
         return ", ".join("%s %s" % (listeners.get(port, "listener %d" % port), shown(value))
                          for port, value in sorted(table.items())) or "off"
