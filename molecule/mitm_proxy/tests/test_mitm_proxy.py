@@ -94,7 +94,8 @@ def test_the_addon_package_is_roots_and_is_what_runs(host):
     package = "/opt/agent-sandbox/proxy-addon/agent_sandbox_proxy"
     files = host.run("find %s -mindepth 1 -printf '%%P %%u %%m\\n'" % package).stdout.split("\n")
     assert sorted(line for line in files if line) == sorted("%s.py root 644" % name for name in (
-        "__init__", "__main__", "addon", "audit", "guard", "hosts", "messages", "policy", "secrets", "streams"))
+        "__init__", "__main__", "addon", "audit", "control", "guard", "hosts", "messages", "policy", "secrets",
+        "streams"))
     assert host.file(package).user == "root" and host.file(package).mode == 0o755
     assert not host.file("/opt/agent-sandbox/proxy-addon/agent_sandbox_policy.py").exists  # the 0.1 layout
     for user in ("agent", "agent-proxy"):
